@@ -1,0 +1,145 @@
+"""A straightforward per-image implementation of the deformations, the baseline of
+`tools/benchmark.py pipeline`.
+
+It does what HMS-IDAC/ImageForensics V02/image_distortions.py does, one image at a time with
+NumPy, scikit-image and Pillow, but without the original's per-pixel Python loops (the local
+edits use NumPy masks) and with one skimage warp for the similarity instead of three: a fair,
+reasonably written per-image baseline, not a straw man. Same ranges and probabilities as
+`keras_forensics.config.DeformationConfig`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from skimage import transform
+
+from keras_forensics.config import DeformationConfig
+
+
+def _perspective(image, shifts):
+    """Pillow perspective warp moving the corners by `shifts` [4, 2] (as V02's imrandpptf)."""
+    size = image.shape[0]
+    last = size - 1
+    source = np.array([[0, 0], [last, 0], [last, last], [0, last]], float)
+    target = source + shifts
+    rows = []
+    for (x, y), (u, v) in zip(target, source):  # Pillow maps output -> input
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    coefficients = np.linalg.solve(np.array(rows), source.reshape(8))
+    warped = Image.fromarray(np.ascontiguousarray(image)).transform(
+        (size, size), Image.Transform.PERSPECTIVE, tuple(coefficients), Image.Resampling.BILINEAR
+    )
+    return np.array(warped, np.float32)
+
+
+def _similarity(image, angle, scale, dx, dy):
+    centre = (image.shape[0] - 1) / 2.0
+    tform = (
+        transform.SimilarityTransform(translation=(-centre, -centre))
+        + transform.SimilarityTransform(rotation=-angle, scale=scale)
+        + transform.SimilarityTransform(translation=(centre + dx, centre + dy))
+    )
+    return transform.warp(np.array(image), tform.inverse, order=1, mode="constant", cval=0.0).astype(np.float32)
+
+
+def _disc_distance(size, cx, cy):
+    y, x = np.mgrid[0:size, 0:size]
+    return np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
+
+
+def _jpeg(image, quality):
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(buffer, format="JPEG", quality=int(quality))
+    return np.asarray(Image.open(buffer), np.float32) / 255.0
+
+
+class ReferenceDeformer:
+    """`deform(patch) -> crop` and `anchor(patch) -> crop` for single 2-D float32 images."""
+
+    def __init__(self, config: DeformationConfig | None = None, seed: int = 0):
+        self.config = config or DeformationConfig()
+        self.rng = np.random.default_rng(seed)
+        self.font = ImageFont.load_default(size=14)
+
+    def _crop(self, image):
+        start = (self.config.patch_size - self.config.crop_size) // 2
+        return image[start:start + self.config.crop_size, start:start + self.config.crop_size]
+
+    def deform(self, image):
+        c, rng = self.config, self.rng
+        geometric = rng.random() < c.p_geometric
+        if geometric:
+            if rng.random() < c.p_reflection:
+                if rng.random() < 0.5:
+                    image = np.fliplr(image)
+                if rng.random() < 0.5:
+                    image = np.flipud(image)
+            if rng.random() < c.p_perspective:
+                shift = c.perspective_max_shift
+                image = _perspective(image, rng.uniform(-shift, shift, (4, 2)))
+            if rng.random() < c.p_similarity:
+                max_angle = math.radians(c.max_rotation_degrees)
+                image = _similarity(
+                    image, rng.uniform(-max_angle, max_angle), rng.uniform(*c.scale_range),
+                    *rng.uniform(-c.max_translation, c.max_translation, 2),
+                )
+        image = self._crop(image)
+        if geometric:
+            if rng.random() < c.p_jpeg:
+                image = _jpeg(image, rng.integers(c.jpeg_quality_range[0], c.jpeg_quality_range[1] + 1))
+            if rng.random() < c.p_gamma:
+                image = np.power(image, math.exp(rng.uniform(*np.log(c.gamma_range))))
+            if rng.random() < c.p_local_edit:
+                image = self._local_edit(image)
+        return np.clip(self._clutter(image), 0.0, 1.0)
+
+    def anchor(self, image):
+        return self._clutter(self._crop(image))
+
+    def _local_edit(self, image):
+        c, rng, size = self.config, self.rng, image.shape[0]
+        kind = rng.integers(0, 3)
+        cx, cy = rng.uniform(0.1, 0.9, 2) * size
+        distance = _disc_distance(size, cx, cy)
+        if kind == 0:
+            radius = rng.uniform(*c.erase_radius_range) * size
+            return image * np.clip((distance - radius) / (c.soft_edge * size), 0, 1)
+        if kind == 1:
+            radius = rng.uniform(*c.contrast_radius_range) * size
+            weight = np.clip((2 * radius - distance) / radius, 0, 1)
+            scaled = image * (1 + (rng.uniform(*c.contrast_factor_range) - 1) * weight)
+            return scaled / max(scaled.max(), 1.0)
+        target = rng.uniform(0.3, 0.7, 2) * size
+        source = rng.uniform(0.3, 0.7, 2) * size
+        radius = rng.uniform(*c.copy_move_radius_range) * size
+        dx, dy = np.round(target - source).astype(int)
+        shifted = np.zeros_like(image)
+        ys, xs = slice(max(dy, 0), size + min(dy, 0)), slice(max(dx, 0), size + min(dx, 0))
+        shifted[ys, xs] = image[max(-dy, 0):size - max(dy, 0), max(-dx, 0):size - max(dx, 0)]
+        weight = np.clip((1.5 * radius - _disc_distance(size, *target)) / (0.5 * radius), 0, 1)
+        return weight * shifted + (1 - weight) * image
+
+    def _clutter(self, image):
+        c, rng = self.config, self.rng
+        choice = rng.random()
+        if choice >= c.p_text + c.p_rectangle:
+            return image
+        canvas = Image.fromarray(np.asarray(image, np.float32), mode="F")
+        draw = ImageDraw.Draw(canvas)
+        size = image.shape[0]
+        if choice < c.p_text:
+            letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+            text = "".join(rng.choice(list(letters), rng.integers(*c.text_length_range)))
+            position = (int(rng.uniform(0, 0.5) * size), int(rng.uniform(0, 0.85) * size))
+            draw.text(position, text, fill=float(rng.uniform(*c.text_intensity_range)), font=self.font)
+        else:
+            x0, y0 = (rng.uniform(0, 0.5, 2) * size).astype(int)
+            w, h = (rng.uniform(1 / 3, 0.5, 2) * size).astype(int)
+            draw.rectangle([x0, y0, x0 + w, y0 + h], outline=float(rng.random()),
+                           width=int(rng.integers(1, c.max_rectangle_thickness + 1)))
+        return np.asarray(canvas, np.float32)
