@@ -148,8 +148,10 @@ def _coerce(current, value, name):
     if isinstance(current, tuple):
         if isinstance(value, str):
             value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        if isinstance(value, (str, int, float)):
+            value = (value,)
         value = tuple(type(current[0])(v) for v in value) if current else tuple(value)
-        if len(value) != len(current):
+        if current and len(value) != len(current):
             raise ForensicsError(f"--{name} takes {len(current)} values, got {len(value)}")
         return value
     if isinstance(current, float) and isinstance(value, (int, float)):
@@ -168,3 +170,95 @@ def save(config, path: str | Path) -> None:
 
 def load(cls, path: str | Path):
     return from_dict(cls, json.loads(Path(path).read_text()))
+
+
+@dataclasses.dataclass(frozen=True)
+class SiameseConfig:
+    """The embedding branch of Cicconet et al. (ImageForensics V01/Models.py), 128x128x1 -> 128-d.
+
+    The defaults are the paper's network: per-image normalisation, batch norm, two 3x3 convs with
+    `filters[0]` channels, then one stage per further entry of `filters`, each [batch norm ->
+    LRN -> 1x1 conv (network in network) -> two 3x3 convs -> 2x2 max-pool], then batch norm ->
+    LRN -> 1x1 conv -> flatten -> dense `dense_units` -> batch norm -> dense `embedding_dim`.
+    `residual` adds V02's 1x1-projection shortcut around each stage.
+    """
+
+    input_size: int = 128
+    filters: tuple[int, ...] = (16, 32, 64, 128)
+    kernel_size: int = 3
+    dense_units: int = 1024
+    dense_activation: str | None = None  # the original's 1024-unit layer is linear
+    embedding_dim: int = 128
+    pixel_normalization: bool = True
+    local_response_normalization: bool = True
+    network_in_network: bool = True
+    residual: bool = False
+    lrn_depth_radius: int = 5
+    lrn_bias: float = 1.0
+    lrn_alpha: float = 1.0
+    lrn_beta: float = 0.5
+    batch_norm_momentum: float = 0.9  # the original's moving-average decay
+    batch_norm_epsilon: float = 1e-6
+    initial_alpha: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class SiameseTrainConfig:
+    """Everything `python -m keras_forensics.train siamese` does, and the data it does it on.
+
+    The default schedule is CPU-friendly (about 15 minutes on 2 cores); `preset="paper"` sets the
+    paper's batch of 256, ~5000 steps and a momentum optimiser.
+    """
+
+    model: SiameseConfig = dataclasses.field(default_factory=SiameseConfig)
+    deformation: DeformationConfig = dataclasses.field(default_factory=DeformationConfig)
+    data: tuple[str, ...] = ()  # folders; empty = the embedded sample micrographs
+    include_embedded: bool = False  # add the embedded sample micrographs to --data folders
+    group_by: str | None = None  # regex naming the field group of a file (see datasets.folder)
+    patch_mode: str = "tiles"
+    steps: int = 1200
+    batch_size: int = 32
+    optimizer: str = "adam"  # "adam" or "momentum"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    warmup_steps: int = 100
+    decay: str = "cosine"  # "cosine" or "constant"
+    validate_every: int = 100
+    validation_triplets: int = 512
+    test_triplets: int = 1000
+    patience: int = 0  # validation intervals without improvement before stopping; 0 = never
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    strategy: str = "default"  # "default", "mirrored" or "multiworker"
+    image_every: int = 500  # steps between TensorBoard triplet grids
+    projector_size: int = 256  # validation embeddings written for TensorBoard's projector
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "momentum"):
+            raise ForensicsError(f"--optimizer must be 'adam' or 'momentum', got {self.optimizer!r}")
+        if self.strategy not in ("default", "mirrored", "multiworker"):
+            raise ForensicsError(f"--strategy must be default, mirrored or multiworker, got {self.strategy!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.validate_every < 1:
+            raise ForensicsError("--steps, --batch_size and --validate_every must be positive")
+
+
+#: The field groups of ../shared/data/micrographs (SOURCES.md, "Field groups"): channels, time
+#: points, modalities and z-planes of one field. Used by the shipped model's training run.
+SHARED_MICROGRAPH_GROUPS = (
+    r"_w\d_?[0-9A-F-]{36}$|(?<=f\d\d)d\d$|_[DFRG]$|^cpex__Channel_\d-|(h2ax2|hoe2)$|_t\d+$"
+    r"|(?<=30-2A1)[bf]$|s?_?2d$|Sequence\d-|_\d{4}$|_(actin|mito|nuclei)$"
+)
+
+SIAMESE_PRESETS = {
+    # Cicconet et al.: batch 256, momentum optimiser; the original summed the loss over the batch
+    # with lr 1e-5, which is a mean loss with lr 256 * 1e-5.
+    "paper": dict(batch_size=256, steps=5000, optimizer="momentum", learning_rate=2.56e-3,
+                  momentum=0.9, warmup_steps=0, decay="constant", validate_every=100, patience=100),
+    # A few minutes, for trying the whole path.
+    "quick": dict(steps=200, validate_every=50, validation_triplets=256, test_triplets=256),
+    # The shipped saved_models/siamese: ../shared/data/micrographs (run from the repository root)
+    # plus the embedded data, split by field group.
+    "shipped": dict(data=("../shared/data/micrographs",), include_embedded=True,
+                    group_by=SHARED_MICROGRAPH_GROUPS, steps=6000, batch_size=64, validate_every=200,
+                    warmup_steps=200, learning_rate=1e-3, validation_triplets=1024, test_triplets=2000),
+}

@@ -157,7 +157,8 @@ def image_patches(
     return to_uint8(patches[keep])
 
 
-def _build(named_images, patch_size, mode, stride, num_random, seed, group_of) -> PatchSet:
+def _build(named_images, patch_size, mode, stride, num_random, seed, group_of,
+           max_per_image: int | None = None) -> PatchSet:
     rng = np.random.default_rng(seed)
     patches, groups, names = [], [], []
     for name, image in named_images:
@@ -165,6 +166,8 @@ def _build(named_images, patch_size, mode, stride, num_random, seed, group_of) -
         if group not in names:
             names.append(group)
         cut = image_patches(image, patch_size, mode, stride, num_random, rng)
+        if max_per_image and len(cut) > max_per_image:
+            cut = cut[np.sort(rng.choice(len(cut), max_per_image, replace=False))]
         patches.append(cut)
         groups.append(np.full(len(cut), names.index(group)))
     if not patches:
@@ -181,20 +184,21 @@ _CHANNEL_SUFFIX = re.compile(r"(__c\d+|__z\d+)$")
 def field_group(name: str) -> str:
     """The group key of a file stem: channel / plane siblings (`..__c0`, `..__c1`) share one.
 
-    Pass a custom `group_by` regex to `folder()` for other naming schemes (the first match of the
-    regex, or its first group, is the key).
+    Pass a `group_by` regex to `folder()` for other naming schemes: every part of the name it
+    matches is removed, and files whose names become equal form one group.
     """
     return _CHANNEL_SUFFIX.sub("", name)
 
 
 def regex_group(pattern: str):
-    compiled = re.compile(pattern)
+    """A group key that removes every match of `pattern` (after `field_group`)."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ForensicsError(f"--group_by {pattern!r} is not a valid regular expression: {error}") from None
 
     def key(name: str) -> str:
-        match = compiled.search(name)
-        if not match:
-            return field_group(name)
-        return match.group(1) if compiled.groups else match.group(0)
+        return compiled.sub("", field_group(name))
 
     return key
 
@@ -212,6 +216,7 @@ def folder(
     seed: int = 0,
     group_by: str | None = None,
     max_pixels: int = io.DEFAULT_MAX_PIXELS,
+    max_per_image: int | None = None,
 ) -> PatchSet:
     """Patches from every readable image below `directory` (recursive).
 
@@ -226,7 +231,7 @@ def folder(
         (str(path.relative_to(directory).with_suffix("")) if directory.is_dir() else path.stem, image)
         for path, image in io.scan_images(directory, max_pixels=max_pixels, report=report)
     )
-    patches = _build(named, patch_size, mode, stride, num_random, seed, group_of)
+    patches = _build(named, patch_size, mode, stride, num_random, seed, group_of, max_per_image)
     if report.skipped:
         logger.warning("%s: %s", directory, report.summary())
     return patches
@@ -274,5 +279,6 @@ def sample_micrographs(patch_size: int = 256, include_textures: bool = True, see
             named.append((name, _skimage_image(name)))
     if include_textures:
         named.extend((name, _skimage_image(name)) for name in _TEXTURES)
-    # Tiles overlapping by half: many patches per image from few images.
-    return _build(named, patch_size, "tiles", patch_size // 4, 0, seed, field_group)
+    # Tiles overlapping by 3/4 give many patches from few images; the cap keeps the large retina
+    # from dominating the set.
+    return _build(named, patch_size, "tiles", patch_size // 4, 0, seed, field_group, max_per_image=48)

@@ -1,0 +1,172 @@
+"""The Siamese duplicate detector of Cicconet et al., ported from TF1 to Keras 3.
+
+* `build_embedding(config)`: one branch, 128x128x1 -> 128-d (functional model "embedding").
+* `build_triplet_model(embedding)`: anchor / same / different -> logits 1 - f, trained with
+  `TripletLoss`; this is what `train siamese` fits.
+* `build_pair_model(embedding, distance)`: image_a / image_b -> {distance, p_same}, for inference.
+
+All three share one embedding and one `WeightedL1Distance`, hence the same weights.
+
+Port notes:
+* The original keeps separate batch-norm moving statistics for each of the three branches (its
+  `mmts<branch><layer>` variables) but evaluates pairs with the first two branches' statistics.
+  Here one shared `BatchNormalization` sees all three branches in turn; at inference there is one
+  set of statistics for every image, which is what a pair model and a search index need.
+* The original sums the loss over the batch; here it is the mean (learning rates rescaled).
+* alpha is kept non-negative (see `WeightedL1Distance`).
+
+Reference: Cicconet, Elliott, Richmond, Wainstock, Walsh. Image Forensics: detecting duplication
+of scientific images with manipulation-invariant image similarity. arXiv:1802.06515.
+Original code: github.com/HMS-IDAC/ImageForensics (V01/Models.py, V02/Models.py).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from keras_forensics.config import SiameseConfig
+from keras_forensics.layers import LocalResponseNormalization, PixelNormalization, WeightedL1Distance
+
+
+def _batch_norm(config: SiameseConfig, name: str):
+    return layers.BatchNormalization(
+        momentum=config.batch_norm_momentum, epsilon=config.batch_norm_epsilon, name=name
+    )
+
+
+def _lrn(config: SiameseConfig, name: str):
+    return LocalResponseNormalization(
+        config.lrn_depth_radius, config.lrn_bias, config.lrn_alpha, config.lrn_beta, name=name
+    )
+
+
+def _conv_pair(x, filters, config: SiameseConfig, name: str):
+    """Two 3x3 convs with ReLU; only the second has a bias, as in the original."""
+    x = layers.Conv2D(filters, config.kernel_size, padding="same", use_bias=False,
+                      activation="relu", name=f"{name}_conv1")(x)
+    return layers.Conv2D(filters, config.kernel_size, padding="same", activation="relu",
+                         name=f"{name}_conv2")(x)
+
+
+def _normalise(x, config: SiameseConfig, name: str):
+    """batch norm -> LRN -> 1x1 conv (network in network), each switchable."""
+    x = _batch_norm(config, f"{name}_bn")(x)
+    if config.local_response_normalization:
+        x = _lrn(config, f"{name}_lrn")(x)
+    if config.network_in_network:
+        x = layers.Conv2D(x.shape[-1], 1, use_bias=False, activation="relu", name=f"{name}_nin")(x)
+    return x
+
+
+def build_embedding(config: SiameseConfig | None = None, name: str = "embedding") -> keras.Model:
+    """The paper's branch: [B, size, size, 1] -> [B, embedding_dim]. Every size comes from `config`."""
+    config = config or SiameseConfig()
+    inputs = keras.Input((config.input_size, config.input_size, 1), name="image")
+    x = PixelNormalization(name="pixel_norm")(inputs) if config.pixel_normalization else inputs
+    x = _batch_norm(config, "stage0_bn")(x)
+    x = _conv_pair(x, config.filters[0], config, "stage0")
+    x = layers.MaxPooling2D(2, padding="same", name="stage0_pool")(x)
+    for index, filters in enumerate(config.filters[1:], start=1):
+        stage = f"stage{index}"
+        stage_input = x
+        x = _normalise(x, config, stage)
+        x = _conv_pair(x, filters, config, stage)
+        if config.residual:
+            shortcut = layers.Conv2D(filters, 1, name=f"{stage}_shortcut")(stage_input)
+            x = layers.Add(name=f"{stage}_add")([x, shortcut])
+        x = layers.MaxPooling2D(2, padding="same", name=f"{stage}_pool")(x)
+    x = _normalise(x, config, "head")
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(config.dense_units, activation=config.dense_activation, name="dense")(x)
+    x = _batch_norm(config, "dense_bn")(x)
+    outputs = layers.Dense(config.embedding_dim, name="embedding_out")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _image_input(embedding: keras.Model, name: str):
+    return keras.Input(embedding.input_shape[1:], name=name)
+
+
+def build_triplet_model(embedding: keras.Model, distance: WeightedL1Distance | None = None) -> keras.Model:
+    """anchor, same, different -> logits [B, 2] = (1 - f(A, S), 1 - f(A, D)).
+
+    sigmoid of the logits are the paper's sigma_same and sigma_diff.
+    """
+    distance = distance or WeightedL1Distance(name="distance")
+    inputs = {key: _image_input(embedding, key) for key in ("anchor", "same", "different")}
+    anchor, same, different = (embedding(inputs[key]) for key in ("anchor", "same", "different"))
+    logits = layers.Lambda(lambda d: 1.0 - ops.stack(d, axis=-1), name="logits")(
+        [distance([anchor, same]), distance([anchor, different])]
+    )
+    return keras.Model(inputs, logits, name="siamese_triplet")
+
+
+def build_pair_model(embedding: keras.Model, distance: WeightedL1Distance) -> keras.Model:
+    """image_a, image_b -> {"distance": f, "p_same": sigmoid(1 - f)}; same weights as training."""
+    image_a, image_b = _image_input(embedding, "image_a"), _image_input(embedding, "image_b")
+    d = distance([embedding(image_a), embedding(image_b)])
+    p_same = layers.Activation("sigmoid", name="p_same")(1.0 - d)
+    d = layers.Identity(name="distance_out")(d)
+    return keras.Model({"image_a": image_a, "image_b": image_b}, {"distance": d, "p_same": p_same},
+                       name="siamese_pair")
+
+
+def parts_of(triplet_model: keras.Model) -> tuple[keras.Model, WeightedL1Distance]:
+    """The shared embedding and distance layer inside a triplet model."""
+    return triplet_model.get_layer("embedding"), triplet_model.get_layer("distance")
+
+
+@keras.saving.register_keras_serializable(package="keras_forensics")
+class TripletLoss(keras.losses.Loss):
+    """-[log sigma_same + log(1 - sigma_diff)], averaged over the batch, computed stably.
+
+    With logits l = 1 - f: -log sigmoid(l_s) = softplus(-l_s) and -log(1 - sigmoid(l_d)) =
+    softplus(l_d); no sigmoid is ever rounded to 0 or 1 before its log. The labels are implied
+    by the columns (same, different), so `y_true` is ignored.
+    """
+
+    def __init__(self, name="triplet_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return ops.softplus(-y_pred[:, 0]) + ops.softplus(y_pred[:, 1])
+
+
+@keras.saving.register_keras_serializable(package="keras_forensics")
+class TripletAccuracy(keras.metrics.MeanMetricWrapper):
+    """Share of sigma_same > 0.5 and sigma_diff <= 0.5 over both pairs (the original's measure)."""
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(_triplet_accuracy, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def _triplet_accuracy(y_true, y_pred):
+    return (ops.cast(y_pred[:, 0] > 0.0, "float32") + ops.cast(y_pred[:, 1] <= 0.0, "float32")) / 2.0
+
+
+@keras.saving.register_keras_serializable(package="keras_forensics")
+class MeanSigma(keras.metrics.MeanMetricWrapper):
+    """Mean sigma_same (column 0) or sigma_diff (column 1) over the batch."""
+
+    def __init__(self, column=0, name=None, dtype=None):
+        self.column = column
+        super().__init__(_sigma_of_column(column), name=name or ("sigma_same", "sigma_diff")[column],
+                         dtype=dtype)
+
+    def get_config(self):
+        return {"column": self.column, "name": self.name, "dtype": self.dtype}
+
+
+def _sigma_of_column(column):
+    def sigma(y_true, y_pred):
+        return ops.sigmoid(y_pred[:, column])
+
+    return sigma
+
+
+def triplet_metrics():
+    return [TripletAccuracy(), MeanSigma(0), MeanSigma(1)]

@@ -1,0 +1,204 @@
+"""Training the Siamese duplicate detector (`python -m keras_forensics.train siamese`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_forensics import datasets
+from keras_forensics.config import SiameseTrainConfig
+from keras_forensics.data.pipeline import TRIPLET_KEYS, fixed_triplets, triplet_dataset
+from keras_forensics.data.preview import triplet_grid
+from keras_forensics.errors import ForensicsError
+from keras_forensics.models import siamese
+from keras_forensics.training import common
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"  # the final triplet model (best weights), input of tools/export.py
+BEST_FILE = "checkpoints/best.keras"
+
+
+def load_patches(config: SiameseTrainConfig) -> datasets.PatchSet:
+    """The configured folders (or the embedded sample micrographs), as grouped patches."""
+    size = config.deformation.patch_size
+    if not config.data:
+        return datasets.sample_micrographs(patch_size=size, seed=config.seed)
+    patchset = None
+    for folder in config.data:
+        if not Path(folder).is_dir():
+            raise ForensicsError(f"--data {folder}: no such folder")
+        part = datasets.folder(folder, patch_size=size, mode=config.patch_mode, seed=config.seed,
+                               group_by=config.group_by)
+        part.names = [f"{Path(folder).name}/{n}" for n in part.names]
+        patchset = part if patchset is None else patchset.concatenate(part)
+    if config.include_embedded:
+        patchset = patchset.concatenate(datasets.sample_micrographs(patch_size=size, seed=config.seed))
+    return patchset
+
+
+def split_patches(patchset, config: SiameseTrainConfig, model_dir) -> dict:
+    """Split by group (source image / field), fixed by the seed, written to split.json."""
+    path = Path(model_dir) / "split.json"
+    if path.exists():
+        import json
+
+        split = json.loads(path.read_text())
+    else:
+        split = patchset.split(config.split_fractions, seed=config.seed)
+        datasets.save_split(split, path)
+    return {name: patchset.subset(groups) for name, groups in split.items()}
+
+
+def _with_dummy_targets(batch):
+    """Keras losses take (y_true, y_pred); the triplet loss needs no labels."""
+    size = tf.shape(batch["anchor"])[0]
+    return batch, tf.zeros([size, 2])
+
+
+def as_dataset(triplets: dict, batch_size: int) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(triplets).batch(batch_size).map(_with_dummy_targets)
+
+
+def build_models(config: SiameseTrainConfig, total_steps: int):
+    """The compiled triplet model (embedding and distance layer inside)."""
+    embedding = siamese.build_embedding(config.model)
+    distance = keras.layers.Layer  # placeholder for type checkers
+    distance = siamese.WeightedL1Distance(config.model.initial_alpha, name="distance")
+    triplet = siamese.build_triplet_model(embedding, distance)
+    schedule = common.learning_rate_schedule(config.learning_rate, total_steps, config.warmup_steps,
+                                             config.decay)
+    if config.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(schedule)
+    else:
+        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum)
+    triplet.compile(optimizer=optimizer, loss=siamese.TripletLoss(), metrics=siamese.triplet_metrics())
+    return triplet
+
+
+class TripletImages(keras.callbacks.Callback):
+    """Every `every` steps: a TensorBoard image of a few validation triplets with their scores."""
+
+    def __init__(self, log_dir, triplets: dict, every: int, steps_per_epoch: int, count: int = 6):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation"))
+        self.triplets = {k: v[:count] for k, v in triplets.items()}
+        self.every = every
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        if self.every and step % self.every >= self.steps_per_epoch:
+            return
+        logits = self.model.predict(self.triplets, verbose=0)
+        grid = triplet_grid(*(self.triplets[k] for k in TRIPLET_KEYS), scores=1 / (1 + np.exp(-logits)))
+        with self.writer.as_default():
+            tf.summary.image("triplets", grid[None, ..., None], step=step)
+        self.writer.flush()
+
+
+def write_projector(log_dir, embedding_model, images: np.ndarray, labels: list[str]) -> None:
+    """TensorBoard's embedding projector for `images` (thumbnails as a sprite), as the paper's Fig. 5."""
+    from PIL import Image
+    from tensorboard.plugins import projector
+
+    projector_dir = Path(log_dir) / "projector"
+    projector_dir.mkdir(parents=True, exist_ok=True)
+    vectors = embedding_model.predict(images, batch_size=64, verbose=0)
+    thumb = 32
+    per_row = int(np.ceil(np.sqrt(len(images))))
+    sprite = np.ones((per_row * thumb, per_row * thumb), np.uint8) * 255
+    small = tf.image.resize(images, (thumb, thumb), antialias=True).numpy()[..., 0]
+    for i, tile in enumerate(small):
+        r, c = divmod(i, per_row)
+        sprite[r * thumb:(r + 1) * thumb, c * thumb:(c + 1) * thumb] = np.clip(tile * 255, 0, 255)
+    Image.fromarray(sprite).save(projector_dir / "sprite.png")
+    (projector_dir / "metadata.tsv").write_text("\n".join(labels) + "\n")
+    checkpoint = tf.train.Checkpoint(embedding=tf.Variable(vectors, name="embedding"))
+    checkpoint.save(str(projector_dir / "embedding.ckpt"))
+    config = projector.ProjectorConfig()
+    item = config.embeddings.add()
+    item.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    item.metadata_path = "metadata.tsv"
+    item.sprite.image_path = "sprite.png"
+    item.sprite.single_image_dim.extend([thumb, thumb])
+    projector.visualize_embeddings(str(projector_dir), config)
+
+
+def synthetic_accuracy(model, triplets: dict, batch_size: int = 128) -> dict:
+    """The paper's synthetic test: pairs (A, S) are "same", (A, D) "different", half and half."""
+    logits = model.predict({k: triplets[k] for k in TRIPLET_KEYS}, batch_size=batch_size, verbose=0)
+    same_ok = logits[:, 0] > 0.0
+    diff_ok = logits[:, 1] <= 0.0
+    return {
+        "accuracy": float(np.mean(np.concatenate([same_ok, diff_ok]))),
+        "true_positive_rate": float(np.mean(same_ok)),
+        "true_negative_rate": float(np.mean(diff_ok)),
+        "pairs": int(2 * len(logits)),
+    }
+
+
+def train(config: SiameseTrainConfig, model_dir=None) -> Path:
+    """Train (or resume) and return the model_dir. See `python -m keras_forensics.train siamese --help`."""
+    model_dir, config, _ = common.prepare_model_dir("siamese", model_dir, config)
+    keras.utils.set_random_seed(config.seed)
+    patchset = load_patches(config)
+    splits = split_patches(patchset, config, model_dir)
+    logger.info("patches: %s", {k: (len(v), v.num_groups) for k, v in splits.items()})
+
+    steps_per_epoch = config.validate_every
+    epochs = common.epochs_for(config.steps, steps_per_epoch)
+    start_epoch = common.completed_epochs(model_dir)
+    validation = fixed_triplets(splits["validation"], config.deformation, config.validation_triplets,
+                                seed=config.seed + 1)
+    train_data = triplet_dataset(splits["train"], config.deformation, config.batch_size, seed=config.seed,
+                                 start_step=start_epoch * steps_per_epoch).map(_with_dummy_targets)
+
+    strategy = common.make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_models(config, epochs * steps_per_epoch)
+    callbacks = common.standard_callbacks(model_dir, epochs, steps_per_epoch, patience=config.patience,
+                                          best_path=model_dir / BEST_FILE)
+    callbacks.append(TripletImages(model_dir / "logs", validation, config.image_every, steps_per_epoch))
+    started = time.perf_counter()
+    if start_epoch < epochs:
+        if start_epoch:
+            print(f"resuming {model_dir} at step {start_epoch * steps_per_epoch}", flush=True)
+        model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                  validation_data=as_dataset(validation, 128), callbacks=callbacks, verbose=2)
+    wall = time.perf_counter() - started
+
+    best = model_dir / BEST_FILE
+    if best.exists():
+        model.load_weights(best)
+    model.save(model_dir / MODEL_FILE)
+    embedding, _ = siamese.parts_of(model)
+    count = min(config.projector_size, len(validation["anchor"]))
+    write_projector(model_dir / "logs", embedding, validation["anchor"][:count],
+                    [f"validation {i}" for i in range(count)])
+    test = fixed_triplets(splits["test"], config.deformation, config.test_triplets, seed=config.seed + 2)
+    metrics = {
+        "steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "batch_size": config.batch_size,
+        "wall_time_s_this_run": round(wall, 1),
+        "validation": synthetic_accuracy(model, validation),
+        "synthetic_test": synthetic_accuracy(model, test),
+        "train_patches": len(splits["train"]),
+        "source_groups": {k: v.num_groups for k, v in splits.items()},
+    }
+    previous_wall = 0.0
+    metrics_path = model_dir / "metrics.json"
+    if metrics_path.exists():
+        import json
+
+        previous_wall = json.loads(metrics_path.read_text()).get("wall_time_s_total", 0.0)
+    metrics["wall_time_s_total"] = round(previous_wall + wall, 1)
+    common.write_metrics(model_dir, metrics)
+    print(f"synthetic test accuracy {metrics['synthetic_test']['accuracy']:.4f} "
+          f"({metrics['synthetic_test']['pairs']} pairs); model: {model_dir / MODEL_FILE}", flush=True)
+    return model_dir
