@@ -113,6 +113,7 @@ def replace(config, **overrides):
     """
     direct, nested = {}, {}
     names = {f.name: f for f in dataclasses.fields(config)}
+    hints = typing.get_type_hints(type(config))
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
         if rest:
@@ -120,7 +121,7 @@ def replace(config, **overrides):
                 raise ForensicsError(f"unknown option --{key}")
             nested.setdefault(head, {})[rest] = value
         elif key in names:
-            direct[key] = _coerce(getattr(config, key), value, key)
+            direct[key] = _coerce(getattr(config, key), value, key, hints.get(key))
         else:
             owners = [
                 n for n, f in names.items()
@@ -139,8 +140,11 @@ def replace(config, **overrides):
         raise ForensicsError(str(error)) from None
 
 
-def _coerce(current, value, name):
-    """Make a CLI value match the type of the field it sets (fire parses '1' as int, '1,2' as tuple)."""
+def _coerce(current, value, name, hint=None):
+    """Make a CLI value match the type of the field it sets (fire parses '1' as int, '1,2' as tuple).
+
+    A `tuple[X, ...]` field takes any number of values; a `tuple[X, Y]` field exactly that many.
+    """
     if isinstance(current, bool):
         if isinstance(value, str):
             value = value.lower() in ("1", "true", "yes")
@@ -151,7 +155,8 @@ def _coerce(current, value, name):
         if isinstance(value, (str, int, float)):
             value = (value,)
         value = tuple(type(current[0])(v) for v in value) if current else tuple(value)
-        if current and len(value) != len(current):
+        variable = Ellipsis in typing.get_args(hint) or not current
+        if not variable and len(value) != len(current):
             raise ForensicsError(f"--{name} takes {len(current)} values, got {len(value)}")
         return value
     if isinstance(current, float) and isinstance(value, (int, float)):
@@ -261,4 +266,387 @@ SIAMESE_PRESETS = {
     "shipped": dict(data=("../shared/data/micrographs",), include_embedded=True,
                     group_by=SHARED_MICROGRAPH_GROUPS, steps=6000, batch_size=64, validate_every=200,
                     warmup_steps=200, learning_rate=1e-3, validation_triplets=1024, test_triplets=2000),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+    """The real-vs-synthetic patch classifier (keras_forensics/models/detector.py).
+
+    kind="cnn": per-image normalisation, a full-resolution stem of two 3x3 convs (no early
+    down-sampling, so the high-frequency traces of GAN up-sampling survive; Wang et al. CVPR 2020,
+    Frank et al. 2020), then one residual stage per further entry of `filters` (each halves the
+    resolution), global average pooling, dropout and a sigmoid unit. `spectrum_branch` adds a
+    second branch fed by the centred log spectrum of the same patch (computed in the graph),
+    concatenated before the classifier.
+
+    kind="spectral": the Durall et al. 2020 baseline, logistic regression on the azimuthally
+    averaged 1-D log power spectrum (`spectral_bins` rings; 0 = input_size // 2), with an L2
+    penalty `l2`.
+    """
+
+    kind: str = "cnn"
+    input_size: int = 64
+    filters: tuple[int, ...] = (16, 32, 64, 128)
+    blocks_per_stage: int = 1
+    dropout: float = 0.2
+    pixel_normalization: bool = True
+    spectrum_branch: bool = False
+    spectrum_filters: tuple[int, ...] = (8, 16, 32)
+    spectral_bins: int = 0
+    l2: float = 1e-4
+    batch_norm_momentum: float = 0.99
+
+    def __post_init__(self):
+        if self.kind not in ("cnn", "spectral"):
+            raise ForensicsError(f"--kind must be 'cnn' or 'spectral', got {self.kind!r}")
+        if self.input_size < 16 or self.input_size % 2 ** max(len(self.filters) - 1, 0):
+            raise ForensicsError(
+                f"--input_size ({self.input_size}) must be >= 16 and divisible by "
+                f"2 ** (number of stages - 1) = {2 ** max(len(self.filters) - 1, 0)}"
+            )
+        if not self.filters or not 0.0 <= self.dropout < 1.0:
+            raise ForensicsError("--filters needs at least one entry and --dropout must lie in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustnessConfig:
+    """The detector's training augmentations (Wang et al. CVPR 2020, "CNN-generated images are
+    surprisingly easy to spot... for now": blur and JPEG make a detector generalise).
+
+    Applied per image, in this order: flips, polarity inversion (real blots come both as dark
+    bands on light and light on dark), rescaling by a factor in `scale_range` (above 1: a random
+    crop enlarged back to the patch; below 1: down-sampled and up-sampled back, as inference does
+    for small images), Gaussian blur with sigma in `blur_sigma_range`, then JPEG at a quality in
+    `jpeg_quality_range`, each with its own probability.
+    """
+
+    p_flip: float = 0.5
+    p_invert: float = 0.5
+    p_resize: float = 0.5
+    scale_range: tuple[float, float] = (0.5, 1.5)
+    p_blur: float = 0.3
+    blur_sigma_range: tuple[float, float] = (0.0, 2.0)
+    p_jpeg: float = 0.5
+    jpeg_quality_range: tuple[int, int] = (30, 100)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name.startswith("p_") and not 0.0 <= value <= 1.0:
+                raise ForensicsError(f"{field.name} must be a probability in [0, 1], got {value}")
+        low, high = self.scale_range
+        if not 0.0 < low <= high:
+            raise ForensicsError(f"scale_range must be positive and increasing, got {self.scale_range}")
+        low, high = self.jpeg_quality_range
+        if not 1 <= low <= high <= 100:
+            raise ForensicsError(f"jpeg_quality_range must lie in [1, 100], got {self.jpeg_quality_range}")
+
+    @classmethod
+    def identity(cls) -> "RobustnessConfig":
+        return cls(**{f.name: 0.0 for f in dataclasses.fields(cls) if f.name.startswith("p_")})
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorTrainConfig:
+    """Everything `python -m keras_forensics.train detector` does, and the data it does it on.
+
+    Sources: every --real folder gives real patches; every --fake is a folder of synthetic
+    images, a masked set (a folder with tampered/ and mask/, as polimi-ispl's synthetic western
+    blots: the masked squares are fake, patches outside them real) or a saved generator
+    (a SavedModel or a run dir with model.keras) sampled on the fly. Each folder source is split
+    by source image (`group_by` regex, default the file, or the host blot of a masked set).
+    With neither --real nor --fake, a demo runs on the embedded sample micrographs against
+    fakes made from them by transposed-convolution up-sampling (checkerboard artefacts).
+    """
+
+    model: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
+    augmentation: RobustnessConfig = dataclasses.field(default_factory=RobustnessConfig)
+    real: tuple[str, ...] = ()
+    fake: tuple[str, ...] = ()
+    group_by: str | None = None
+    real_per_masked_image: int = 2  # real patches cut outside the square of each masked image
+    max_patches_per_image: int = 32  # tiles kept per image of a plain folder
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    decay: str = "cosine"
+    weight_decay: float = 1e-4
+    validate_every: int = 200
+    patience: int = 0
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 0
+    strategy: str = "default"
+
+    def __post_init__(self):
+        if self.strategy not in ("default", "mirrored", "multiworker"):
+            raise ForensicsError(f"--strategy must be default, mirrored or multiworker, got {self.strategy!r}")
+        if self.steps < 1 or self.batch_size < 2 or self.validate_every < 1:
+            raise ForensicsError("--steps and --validate_every must be positive and --batch_size at least 2")
+        if self.decay not in ("cosine", "constant"):
+            raise ForensicsError(f"--decay must be 'cosine' or 'constant', got {self.decay!r}")
+
+
+DETECTOR_PRESETS = {
+    # A couple of minutes, for trying the whole path.
+    "quick": dict(steps=200, validate_every=50),
+    # The shipped saved_models/detector (run from the repository root): the synthetic western
+    # blot squares with their hosts, plus the real blots; the near-duplicate strips 3 and 5 of
+    # athenaz2 are one group.
+    "shipped": dict(real=("../shared/data/western_blots/real",),
+                    fake=("../shared/data/western_blots/synthetic_patches",),
+                    group_by=r"(?<=wetsern_blot_)[35](?=_orig$)", steps=6000, validate_every=300),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Generating fakes: WGAN-GP western blots and CycleGAN translation (Wang et al. 2022)
+
+_UPSAMPLING_MODES = ("resize_conv", "transposed")
+
+
+def _check_resolution(resolution: int, flag: str = "--resolution") -> None:
+    if resolution < 8 or resolution & (resolution - 1):
+        raise ForensicsError(f"{flag} must be a power of two >= 8 (64, 128 or 256), got {resolution}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WGANConfig:
+    """The networks of the western-blot WGAN-GP (Wang et al. 2022, after Gulrajani et al. 2017).
+
+    Generator: latent -> dense -> reshape to base_size x base_size -> one residual up-sampling block
+    per doubling (two 3x3 convs each, `generator_blocks_per_stage - 1` further residual blocks at
+    the same resolution) -> batch norm, ReLU, 3x3 conv, tanh. Filters per stage are
+    min(width * 2**k, max_filters), k counted from the output, so the network keeps its shape when
+    the resolution changes. `upsampling="resize_conv"` (nearest-neighbour resize then conv, Odena
+    et al. 2016) avoids checkerboard artefacts; "transposed" makes the stride-2 transposed
+    convolutions that leave them, for detector studies.
+    Critic: 3x3 conv, one residual down-sampling block per halving, `critic_extra_blocks` residual
+    blocks at base_size, dense 1. No batch norm (WGAN-GP's penalty is per sample): layer norm over
+    height, width and channels (`critic_norm="layer"`) or none.
+    """
+
+    resolution: int = 128
+    channels: int = 1
+    latent_dim: int = 128
+    base_size: int = 4
+    generator_width: int = 32
+    generator_max_filters: int = 256
+    generator_blocks_per_stage: int = 1
+    generator_norm: str = "batch"  # "batch" or "none"
+    upsampling: str = "resize_conv"  # "resize_conv" or "transposed"
+    upsampling_interpolation: str = "nearest"  # resize_conv only: "nearest" or "bilinear"
+    critic_width: int = 32
+    critic_max_filters: int = 256
+    critic_blocks_per_stage: int = 1
+    critic_extra_blocks: int = 2
+    critic_norm: str = "layer"  # "layer" or "none"
+    critic_steps: int = 5  # critic updates per generator update
+    gradient_penalty_weight: float = 10.0
+    gradient_norm_epsilon: float = 1e-12  # inside the sqrt of the penalty's gradient norm
+    drift_weight: float = 0.0  # ProGAN's epsilon_drift * E[D(x)^2]; 0 = plain WGAN-GP
+
+    def __post_init__(self):
+        _check_resolution(self.resolution)
+        if self.channels not in (1, 3):
+            raise ForensicsError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if self.base_size < 1 or self.resolution % self.base_size or self.resolution <= self.base_size:
+            raise ForensicsError(f"--base_size ({self.base_size}) must divide --resolution ({self.resolution}) "
+                                 "and be smaller")
+        if self.upsampling not in _UPSAMPLING_MODES:
+            raise ForensicsError(f"--upsampling must be one of {_UPSAMPLING_MODES}, got {self.upsampling!r}")
+        if self.upsampling_interpolation not in ("nearest", "bilinear"):
+            raise ForensicsError("--upsampling_interpolation must be 'nearest' or 'bilinear'")
+        if self.generator_norm not in ("batch", "none"):
+            raise ForensicsError(f"--generator_norm must be 'batch' or 'none', got {self.generator_norm!r}")
+        if self.critic_norm not in ("layer", "none"):
+            raise ForensicsError(f"--critic_norm must be 'layer' or 'none' (no batch norm in a WGAN-GP critic), "
+                                 f"got {self.critic_norm!r}")
+        if min(self.critic_steps, self.latent_dim, self.generator_width, self.critic_width,
+               self.generator_blocks_per_stage, self.critic_blocks_per_stage) < 1:
+            raise ForensicsError("--critic_steps, --latent_dim, widths and blocks per stage must be positive")
+        if self.gradient_norm_epsilon <= 0:
+            raise ForensicsError("--gradient_norm_epsilon must be positive (the sqrt of 0 has no gradient)")
+
+
+@dataclasses.dataclass(frozen=True)
+class WGANTrainConfig:
+    """Everything `python -m keras_forensics.train wgan` does, and the data it does it on.
+
+    Data: `data` folders of blots of any size (each image is scaled by `data_scale`, turned
+    dark-on-light by `polarity`, and cut into resolution-sized tiles with `patch_stride`; nearly
+    flat tiles are dropped), or, when empty, `synthetic_count` procedurally rendered blots
+    (`keras_forensics.datasets.synthetic_blots`). Images are split by source (`group_by`) into
+    train / validation / test; SWD and spectral distance are measured against the validation
+    blots every `validate_every` generator steps. Optimiser: Adam with Gulrajani et al.'s
+    (lr 1e-4, beta1 0, beta2 0.9) and a linear decay to 0 (`decay="linear"`).
+    """
+
+    model: WGANConfig = dataclasses.field(default_factory=WGANConfig)
+    data: tuple[str, ...] = ()  # folders; empty = procedurally rendered blots
+    polarity: str = "auto"  # "auto" (invert images whose median is dark), "keep" or "invert"
+    data_scale: float = 0.5  # resize factor applied to each image before tiling
+    patch_stride: int = 0  # 0 = a quarter of the resolution
+    min_std: float = 0.04  # tiles with a smaller intensity std are empty background
+    group_by: str | None = None  # regex naming the source group of a file (see datasets.folder)
+    synthetic_count: int = 2048
+    flip: bool = True  # random left-right flips (lanes have no handedness)
+    steps: int = 2000  # generator steps
+    batch_size: int = 32
+    generator_learning_rate: float = 1e-4
+    critic_learning_rate: float = 1e-4
+    beta_1: float = 0.0
+    beta_2: float = 0.9
+    decay: str = "linear"  # "linear" (to 0 at the last step) or "constant"
+    validate_every: int = 200
+    validation_images: int = 256  # generated and real images compared by SWD / spectrum
+    swd_patches_per_image: int = 64
+    swd_directions: int = 128
+    swd_repeats: int = 4
+    log_every: int = 10  # steps between TensorBoard scalars
+    sample_every: int = 200  # steps between fixed-noise sample grids
+    sample_grid: int = 8  # the grid is sample_grid x sample_grid images
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    strategy: str = "default"  # "default", "mirrored" or "multiworker"
+    export_base: str = ""  # write the final generator to <export_base>/wgan/<next version>
+
+    def __post_init__(self):
+        if self.polarity not in ("auto", "keep", "invert"):
+            raise ForensicsError(f"--polarity must be auto, keep or invert, got {self.polarity!r}")
+        if self.decay not in ("linear", "constant"):
+            raise ForensicsError(f"--decay must be 'linear' or 'constant', got {self.decay!r}")
+        if self.strategy not in ("default", "mirrored", "multiworker"):
+            raise ForensicsError(f"--strategy must be default, mirrored or multiworker, got {self.strategy!r}")
+        if min(self.steps, self.batch_size, self.validate_every, self.validation_images,
+               self.synthetic_count, self.log_every, self.sample_grid) < 1:
+            raise ForensicsError("--steps, --batch_size, --validate_every, --validation_images, "
+                                 "--synthetic_count, --log_every and --sample_grid must be positive")
+        if not 0.0 < self.data_scale <= 4.0:
+            raise ForensicsError(f"--data_scale must be in (0, 4], got {self.data_scale}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleGANConfig:
+    """CycleGAN (Zhu et al. 2017): two ResNet generators and two 70x70 PatchGAN discriminators.
+
+    Generator (Johnson et al. 2016): reflection pad, 7x7 conv, `down_blocks` stride-2 convs,
+    `residual_blocks` residual blocks (9 in the paper at 256 px, 6 at 128 px), as many up-sampling
+    steps (resize-conv or transposed conv, as in the WGAN), 7x7 conv, tanh; instance norm is
+    `GroupNormalization(groups=-1)`. Discriminator: `discriminator_layers` stride-2 4x4 convs from
+    `discriminator_width` filters, one stride-1 conv, a 1-channel output map (3 layers = the 70x70
+    PatchGAN). Losses: least squares (Mao et al. 2017), cycle weight 10, identity weight
+    `identity_fraction` x cycle weight; discriminators see a pool of `pool_size` past fakes
+    (Shrivastava et al. 2017).
+    """
+
+    image_size: int = 128
+    channels: int = 1
+    generator_width: int = 32
+    down_blocks: int = 2
+    residual_blocks: int = 6
+    upsampling: str = "resize_conv"  # "resize_conv" or "transposed"
+    discriminator_width: int = 64
+    discriminator_layers: int = 3
+    cycle_weight: float = 10.0
+    identity_fraction: float = 0.5
+    pool_size: int = 50
+
+    def __post_init__(self):
+        _check_resolution(self.image_size, "--image_size")
+        if self.channels not in (1, 3):
+            raise ForensicsError(f"--channels must be 1 or 3, got {self.channels}")
+        if self.upsampling not in _UPSAMPLING_MODES:
+            raise ForensicsError(f"--upsampling must be one of {_UPSAMPLING_MODES}, got {self.upsampling!r}")
+        if self.image_size % (2 ** self.down_blocks):
+            raise ForensicsError(f"--image_size must be divisible by 2**down_blocks ({2 ** self.down_blocks})")
+        if self.pool_size < 0 or self.residual_blocks < 0 or self.discriminator_layers < 1:
+            raise ForensicsError("--pool_size and --residual_blocks must be >= 0, --discriminator_layers >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleGANTrainConfig:
+    """Everything `python -m keras_forensics.train cyclegan` does.
+
+    Unpaired data: every image below `domain_a` and `domain_b` is cut into `load_size` tiles;
+    each training example is a random `image_size` crop of a tile, flipped left-right at random
+    (Zhu et al.: load 286, crop 256). Without folders, a demo on embedded data: procedurally
+    rendered blots, "clean" (domain A: sharp bands, even background, little noise) to
+    "overexposed" (domain B: saturated bands, smears, uneven background, grain) -- a condition
+    imposed on a blot, as Wang et al. imposed cancer on endoscopy images. Four Adam optimisers
+    (2e-4, beta1 0.5), constant for the first half of `steps`, then linearly to 0.
+    """
+
+    model: CycleGANConfig = dataclasses.field(default_factory=CycleGANConfig)
+    domain_a: tuple[str, ...] = ()  # folders; empty = the embedded demo domains
+    domain_b: tuple[str, ...] = ()
+    load_size: int = 0  # tile size before the random crop; 0 = image_size * 286 / 256
+    demo_count: int = 512  # rendered blots per embedded domain
+    steps: int = 2000
+    batch_size: int = 1  # the paper's
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    decay_start_fraction: float = 0.5  # linear decay to 0 from this fraction of the steps
+    validate_every: int = 200
+    validation_images: int = 64
+    sample_every: int = 200
+    sample_count: int = 4  # rows of the TensorBoard grid (a, G(a), F(G(a)), b, F(b), G(F(b)))
+    log_every: int = 10
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    strategy: str = "default"
+    export_base: str = ""  # write the final generators to <export_base>/cyclegan/<next version>
+
+    def __post_init__(self):
+        if bool(self.domain_a) != bool(self.domain_b):
+            raise ForensicsError("give both --domain_a and --domain_b (or neither, for the embedded demo)")
+        if self.load_size and self.load_size < self.model.image_size:
+            raise ForensicsError(f"--load_size ({self.load_size}) must be at least --image_size "
+                                 f"({self.model.image_size})")
+        if self.strategy not in ("default", "mirrored", "multiworker"):
+            raise ForensicsError(f"--strategy must be default, mirrored or multiworker, got {self.strategy!r}")
+        if min(self.steps, self.batch_size, self.validate_every, self.validation_images, self.log_every,
+               self.sample_count, self.demo_count) < 1:
+            raise ForensicsError("--steps, --batch_size, --validate_every, --validation_images, --log_every, "
+                                 "--sample_count and --demo_count must be positive")
+        if not 0.0 <= self.decay_start_fraction <= 1.0:
+            raise ForensicsError("--decay_start_fraction must be in [0, 1]")
+
+    @property
+    def tile_size(self) -> int:
+        return self.load_size or int(round(self.model.image_size * 286 / 256))
+
+
+#: The source groups of ../shared/data/western_blots/real (SOURCES.md): a raw capture and its
+#: GAPDH re-probe share a date (all 2013); figure crops of one experiment share a stem; blot_3
+#: and blot_5 show the same strip.
+SHARED_BLOT_GROUPS = (
+    r"\.2013|_B\dAR.*$|_(BMI1|GAPDH)_orig$|(?<=revised)_.*$|(?<=blot_)[35](?=_orig)|(?<=s004)_\d"
+)
+
+WGAN_PRESETS = {
+    # Wang et al.'s 256 px blots with a deeper generator and critic; needs a GPU.
+    "paper": dict(model=WGANConfig(resolution=256, generator_width=64, generator_max_filters=512,
+                                   generator_blocks_per_stage=3, critic_width=64, critic_max_filters=512),
+                  batch_size=64, steps=100000, validate_every=1000, sample_every=1000, validation_images=1024),
+    # A couple of minutes on a CPU, for trying the whole path.
+    "quick": dict(model=WGANConfig(resolution=64, generator_width=16, critic_width=16), steps=200,
+                  validate_every=50, sample_every=50, synthetic_count=512, validation_images=128),
+    # The shipped saved_models/wgan: the real blots of ../shared/data at 128 px (run from the
+    # repository root), on the CPU for as long as it is allowed to run.
+    "shipped": dict(data=("../shared/data/western_blots/real",), group_by=SHARED_BLOT_GROUPS, steps=30000,
+                    batch_size=32, validate_every=500, sample_every=500, validation_images=256,
+                    export_base="saved_models"),
+}
+
+CYCLEGAN_PRESETS = {
+    # Zhu et al.: 256 px, 9 residual blocks, 200 epochs of batch 1.
+    "paper": dict(model=CycleGANConfig(image_size=256, residual_blocks=9, generator_width=64),
+                  steps=200000, validate_every=5000, sample_every=5000),
+    # A couple of minutes on a CPU.
+    "quick": dict(model=CycleGANConfig(image_size=64, generator_width=16, residual_blocks=3,
+                                       discriminator_width=16),
+                  steps=200, validate_every=50, sample_every=50, demo_count=128, validation_images=32),
 }
