@@ -245,6 +245,10 @@ class SiameseTrainConfig:
             raise ForensicsError(f"--strategy must be default, mirrored or multiworker, got {self.strategy!r}")
         if self.steps < 1 or self.batch_size < 1 or self.validate_every < 1:
             raise ForensicsError("--steps, --batch_size and --validate_every must be positive")
+        if self.model.input_size != self.deformation.crop_size:
+            raise ForensicsError(
+                f"--input_size ({self.model.input_size}) must equal --crop_size ({self.deformation.crop_size})"
+            )
 
 
 #: The field groups of ../shared/data/micrographs (SOURCES.md, "Field groups"): channels, time
@@ -396,7 +400,7 @@ DETECTOR_PRESETS = {
     # athenaz2 are one group.
     "shipped": dict(real=("../shared/data/western_blots/real",),
                     fake=("../shared/data/western_blots/synthetic_patches",),
-                    group_by=r"(?<=wetsern_blot_)[35](?=_orig$)", steps=6000, validate_every=300),
+                    group_by=r"(?<=wetsern_blot_)[35](?=_orig$)", steps=2000, validate_every=200),
 }
 
 

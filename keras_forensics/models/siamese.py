@@ -96,9 +96,8 @@ def build_triplet_model(embedding: keras.Model, distance: WeightedL1Distance | N
     distance = distance or WeightedL1Distance(name="distance")
     inputs = {key: _image_input(embedding, key) for key in ("anchor", "same", "different")}
     anchor, same, different = (embedding(inputs[key]) for key in ("anchor", "same", "different"))
-    logits = layers.Lambda(lambda d: 1.0 - ops.stack(d, axis=-1), name="logits")(
-        [distance([anchor, same]), distance([anchor, different])]
-    )
+    distances = ops.stack([distance([anchor, same]), distance([anchor, different])], axis=-1)
+    logits = layers.Identity(name="logits")(1.0 - distances)
     return keras.Model(inputs, logits, name="siamese_triplet")
 
 

@@ -1,0 +1,213 @@
+"""The Siamese model: layers, loss, learning, saving, resume after a kill, MirroredStrategy."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT
+from keras_forensics.config import DeformationConfig, SiameseConfig
+from keras_forensics.layers import LocalResponseNormalization, PixelNormalization, WeightedL1Distance
+from keras_forensics.models import siamese
+
+TINY = SiameseConfig(input_size=32, filters=(4, 8), dense_units=16, embedding_dim=8)
+TINY_FLAGS = ["--input_size", "32", "--filters", "4,8", "--dense_units", "16", "--embedding_dim", "8",
+              "--patch_size", "64", "--crop_size", "32", "--text_bank_size", "8", "--batch_size", "4",
+              "--validation_triplets", "8", "--test_triplets", "8", "--projector_size", "8"]
+
+
+def run_layer_test(layer, inputs, expected_shape, tmp_path):
+    """keras-hub style: config round trip, symbolic and eager shapes, a fit step, save/load equality."""
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    arrays = inputs if isinstance(inputs, list) else [inputs]
+    symbolic = [keras.Input(a.shape[1:]) for a in arrays]
+    out = layer(symbolic if isinstance(inputs, list) else symbolic[0])
+    assert tuple(out.shape[1:]) == expected_shape[1:]
+    eager = layer(inputs)
+    assert tuple(eager.shape) == expected_shape
+    model = keras.Model(symbolic, out)
+    model.compile("sgd", "mse")
+    model.fit(arrays, np.zeros(expected_shape, np.float32), epochs=1, verbose=0)
+    path = tmp_path / "layer.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(arrays, verbose=0), model.predict(arrays, verbose=0), atol=1e-6)
+
+
+def test_local_response_normalization_layer(tmp_path, rng):
+    x = rng.random((2, 8, 8, 16)).astype("float32")
+    layer = LocalResponseNormalization(depth_radius=2, bias=2.0, alpha=1e-2, beta=0.75)
+    run_layer_test(layer, x, (2, 8, 8, 16), tmp_path)
+    expected = tf.nn.local_response_normalization(x, 2, 2.0, 1e-2, 0.75)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-6)
+
+
+def test_pixel_normalization_layer(tmp_path, rng):
+    x = (3 * rng.random((3, 6, 6, 1)) + 1).astype("float32")
+    run_layer_test(PixelNormalization(), x, (3, 6, 6, 1), tmp_path)
+    out = keras.ops.convert_to_numpy(PixelNormalization()(x))
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-3)
+    # Brightness and contrast changes do not change the output.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(PixelNormalization()(2 * x + 0.5)), out, atol=1e-4)
+
+
+def test_weighted_l1_distance_matches_numpy(tmp_path, rng):
+    a, b = rng.normal(size=(4, 8)).astype("float32"), rng.normal(size=(4, 8)).astype("float32")
+    layer = WeightedL1Distance(initial_alpha=0.3)
+    run_layer_test(layer, [a, b], (4,), tmp_path)
+    layer = WeightedL1Distance(initial_alpha=0.3)
+    layer([a, b])
+    layer.raw_alpha.assign(rng.normal(size=8).astype("float32"))
+    alpha = np.log1p(np.exp(layer.raw_alpha.numpy()))
+    np.testing.assert_allclose(layer([a, b]), (alpha * np.abs(a - b)).sum(-1), rtol=1e-5)
+    # f is plain L1 between weighted embeddings: what the search index relies on.
+    np.testing.assert_allclose(layer([a, b]), np.abs(layer.weight(a) - layer.weight(b)).sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(WeightedL1Distance(0.01)([a, a]), 0.0)
+    with pytest.raises(ValueError):
+        WeightedL1Distance(initial_alpha=0.0)
+
+
+def test_alpha_stays_non_negative_when_pushed_down():
+    layer = WeightedL1Distance(initial_alpha=0.01)
+    a, b = tf.zeros((1, 4)), tf.ones((1, 4))
+    layer([a, b])
+    optimizer = keras.optimizers.SGD(10.0)
+    for _ in range(50):  # maximise the distance of nothing: push every alpha down hard
+        with tf.GradientTape() as tape:
+            loss = layer([a, b])[0]
+        optimizer.apply_gradients(zip(tape.gradient(loss, [layer.raw_alpha]), [layer.raw_alpha]))
+    assert np.all(keras.ops.convert_to_numpy(layer.alpha) >= 0)
+
+
+def test_triplet_loss_matches_numpy_and_is_stable():
+    moderate = np.array([[2.0, -1.0], [0.5, 0.3], [0.0, 0.0]], np.float32)
+    sigma = 1 / (1 + np.exp(-moderate.astype(np.float64)))
+    expected = np.mean(-(np.log(sigma[:, 0]) + np.log(1 - sigma[:, 1])))
+    assert float(siamese.TripletLoss()(np.zeros_like(moderate), moderate)) == pytest.approx(expected, rel=1e-5)
+    # sigmoid(-30) and sigmoid(40) round to 0 and 1 in float32: the naive formula gives inf.
+    logits = np.array([[2.0, -1.0], [-30.0, 40.0], [0.0, 0.0]], np.float32)
+    expected = np.mean(np.logaddexp(0, -logits[:, 0].astype(np.float64)) + np.logaddexp(0, logits[:, 1]))
+    loss = float(siamese.TripletLoss()(np.zeros_like(logits), logits))
+    assert np.isfinite(loss) and loss == pytest.approx(expected, rel=1e-5)
+    accuracy = siamese.TripletAccuracy()
+    accuracy.update_state(np.zeros_like(logits), logits)
+    # p_same = 0.5 (logit 0) is not "same" (> 0.5) but is "different" (<= 0.5), as in the original.
+    assert float(accuracy.result()) == pytest.approx((1 + 1 + 0 + 0 + 0 + 1) / 6)
+
+
+def test_embedding_has_the_paper_shapes():
+    model = siamese.build_embedding(SiameseConfig())
+    assert model.input_shape == (None, 128, 128, 1) and model.output_shape == (None, 128)
+    assert model.get_layer("flatten").output.shape[-1] == 8 * 8 * 128
+    assert model.get_layer("dense").output.shape[-1] == 1024
+    names = [layer.name for layer in model.layers]
+    assert "stage1_lrn" in names and "stage3_nin" in names and not any("shortcut" in n for n in names)
+    plain = siamese.build_embedding(SiameseConfig(local_response_normalization=False, network_in_network=False,
+                                                  residual=True))
+    names = [layer.name for layer in plain.layers]
+    assert "stage1_lrn" not in names and "stage1_nin" not in names and "stage2_shortcut" in names
+
+
+def _patches(n, size, seed=0):
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    images = np.stack([gaussian_filter(rng.random((size, size)), 2) for _ in range(n)])
+    images = (images - images.min(axis=(1, 2), keepdims=True)) / np.ptp(images, axis=(1, 2), keepdims=True)
+    return (images * 255).astype(np.uint8)
+
+
+def _tiny_triplet_model(learning_rate=3e-3):
+    embedding = siamese.build_embedding(TINY)
+    model = siamese.build_triplet_model(embedding, WeightedL1Distance(0.05, name="distance"))
+    model.compile(keras.optimizers.Adam(learning_rate), siamese.TripletLoss(), metrics=siamese.triplet_metrics())
+    return model
+
+
+def test_the_triplet_model_learns():
+    from keras_forensics.datasets import PatchSet
+    from keras_forensics.data.pipeline import triplet_dataset
+    from keras_forensics.training.siamese import _with_dummy_targets
+
+    keras.utils.set_random_seed(0)
+    patchset = PatchSet(_patches(16, 64), np.arange(16), [str(i) for i in range(16)])
+    deformation = DeformationConfig(patch_size=64, crop_size=32, text_bank_size=8, p_perspective=0,
+                                    max_rotation_degrees=10, scale_range=(0.9, 1.1), max_translation=2)
+    data = triplet_dataset(patchset, deformation, batch_size=16, seed=1).map(_with_dummy_targets)
+    evaluation = triplet_dataset(patchset, deformation, batch_size=64, seed=2, num_steps=2).map(_with_dummy_targets)
+    model = _tiny_triplet_model()
+    before = model.evaluate(evaluation, verbose=0, return_dict=True)
+    model.fit(data, steps_per_epoch=60, epochs=1, verbose=0)
+    after = model.evaluate(evaluation, verbose=0, return_dict=True)
+    assert after["loss"] < before["loss"] - 0.1
+    assert after["accuracy"] > 0.6
+
+
+def test_pair_model_shares_weights_and_save_load_round_trip(tmp_path, rng):
+    model = _tiny_triplet_model()
+    x = {k: rng.random((3, 32, 32, 1)).astype("float32") for k in ("anchor", "same", "different")}
+    model.fit(x, np.zeros((3, 2)), verbose=0)
+    embedding, distance = siamese.parts_of(model)
+    pair = siamese.build_pair_model(embedding, distance)
+    out = pair.predict({"image_a": x["anchor"], "image_b": x["same"]}, verbose=0)
+    logits = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out["distance"], 1 - logits[:, 0], atol=1e-5)
+    np.testing.assert_allclose(out["p_same"], 1 / (1 + np.exp(-(1 - out["distance"]))), atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), logits)
+
+
+def _train_command(model_dir, steps):
+    return [sys.executable, "-m", "keras_forensics.train", "siamese", "--model_dir", str(model_dir),
+            "--steps", str(steps), "--validate_every", "4", *TINY_FLAGS]
+
+
+@pytest.mark.slow
+def test_resume_after_kill(tmp_path):
+    model_dir = tmp_path / "run"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    process = subprocess.Popen(_train_command(model_dir, 400), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    metadata = model_dir / "checkpoints" / "backup" / "training_metadata.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2):
+        assert process.poll() is None, process.stdout.read().decode()
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(metadata.read_text())["epoch"] * 4
+    assert 8 <= killed_at < 400
+
+    result = subprocess.run(_train_command(model_dir, killed_at + 8), cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming {model_dir} at step {killed_at}" in result.stdout + result.stderr
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    # The optimizer's step counter continued from the checkpoint rather than restarting at 0.
+    assert metrics["steps"] == killed_at + 8
+    assert (model_dir / "model.keras").exists() and (model_dir / "split.json").exists()
+    assert (model_dir / "logs" / "projector" / "projector_config.pbtxt").exists()
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_forensics.train import main
+main({_train_command(tmp_path / "run", 2)[3:] + ["--strategy", "mirrored", "--validate_every", "2"]!r})
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
