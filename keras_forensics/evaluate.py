@@ -19,6 +19,65 @@ def command(function):
 # One block per model kind below (siamese, detector, wgan).
 
 
+@command
+def siamese(model: str, real_cases: str | None = None, data: str | None = None, out: str | None = None,
+            count: int = 2000, synthetic: bool = True):
+    """Synthetic test accuracy and real-case metrics (ROC AUC, AP, accuracy at f = 1, nearest-neighbour
+    accuracy) of a Siamese model; writes evaluation.json and roc.png.
+
+    Args:
+        model: a training run's model_dir (runs/siamese/...) or a .keras file.
+        real_cases: a folder with one sub-folder per original image holding its manipulated versions.
+        data: a folder of images for the synthetic test (default: the run's held-out test split).
+        out: output folder (default: <model_dir>/evaluation).
+        count: synthetic test triplets (each gives one same and one different pair).
+        synthetic: run the synthetic test (--nosynthetic to skip it).
+    """
+    from keras_forensics.evaluation.siamese import evaluate
+
+    return evaluate(model, real_cases, data, out, count, synthetic)
+
+
+@command
+def detector(model: str | None = None, real=None, fake=None, baseline: str | None = None, split: str = "test",
+             out: str | None = None, bootstrap: int = 1000, generated: int = 1000, seed: int = 0):
+    """Measure the GAN-image detector: ROC AUC with a 95% bootstrap CI, average precision, accuracy
+    at 0.5 and at the equal-error threshold, per synthetic source (and per sub-folder of a fake
+    folder), on the patches as they are, JPEG(75)-recompressed and 0.5x-resized.
+
+    --model: a training run (then only its --split, default test, of each source it trained on is
+    used) or a SavedModel; default saved_models/detector. --real DIR[,DIR] and --fake DIR[,DIR] as
+    in `train detector` (folders, masked sets, saved generators, or `upsampling` for procedural
+    transposed-convolution fakes of the real test patches). --baseline RUN_DIR scores the same
+    patches with a second model (the spectral baseline) in the same run. Prints a Markdown table,
+    writes JSON to --out (default RUN_DIR/evaluation.json).
+    """
+    from keras_forensics.detection import evaluation
+
+    return evaluation.evaluate(model, real, fake, baseline=baseline, split=split, out=out,
+                               num_resamples=bootstrap, generated=generated, seed=seed)
+
+
+@command
+def wgan(model: str = "saved_models/wgan", data: str | None = None, n: int = 512, seed: int = 0,
+         out: str | None = None):
+    """Sliced Wasserstein distance (Karras et al. 2018, x 1e3, per Laplacian level and mean) and
+    spectral distance (RMS of the mean log10 power spectra) of N generated blots against held-out
+    real blots; prints JSON and writes it to --out (default: evaluation.json in a run folder, else
+    wgan_evaluation.json).
+
+    --model: a SavedModel folder (saved_models/wgan) or a training run's model_dir. Real blots: the
+    generator's held-out test groups, rebuilt from its training data folder, or every tile of
+    --data DIR[,DIR...]. *_real_reference are the same figures between real blots, the floor.
+    """
+    import json
+
+    from keras_forensics.training import wgan as trainer
+
+    folders = tuple(data.split(",")) if isinstance(data, str) else data
+    result = trainer.evaluate(model, data=folders, n=n, seed=seed, out=out)
+    print(json.dumps(result, indent=2, sort_keys=True))
+
 def main(argv=None):
     run_cli(COMMANDS, name="python -m keras_forensics.evaluate", argv=argv)
 

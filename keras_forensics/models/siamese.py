@@ -169,3 +169,27 @@ def _sigma_of_column(column):
 
 def triplet_metrics():
     return [TripletAccuracy(), MeanSigma(0), MeanSigma(1)]
+
+
+def load_parts(path) -> tuple[keras.Model, WeightedL1Distance]:
+    """The embedding and distance layer of a trained model: a .keras file, or a training run's
+    model_dir (its model.keras, else its best checkpoint)."""
+    from pathlib import Path
+
+    from keras_forensics.errors import ForensicsError
+
+    path = Path(path)
+    if path.is_dir():
+        for candidate in ("model.keras", "checkpoints/best.keras"):
+            if (path / candidate).exists():
+                path = path / candidate
+                break
+        else:
+            raise ForensicsError(f"{path}: no model.keras or checkpoints/best.keras in this folder")
+    if not path.exists():
+        raise ForensicsError(f"{path}: no such model file")
+    try:
+        model = keras.models.load_model(path)
+    except (ValueError, OSError) as error:
+        raise ForensicsError(f"{path}: cannot load the model ({error})") from None
+    return parts_of(model)

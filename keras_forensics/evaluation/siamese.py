@@ -1,0 +1,174 @@
+"""Measuring the Siamese detector (`python -m keras_forensics.evaluate siamese`).
+
+Two measures, as in Cicconet et al.:
+* synthetic test accuracy: pairs from held-out source images, half "same" (a deformation of the
+  anchor), half "different", deformed by the training pipeline, threshold f <= 1;
+* real cases: a folder holding one sub-folder per original image with its manipulated versions
+  (the layout of the original test.py). Every pair of images is scored; pairs in the same
+  sub-folder are re-uses. Reported: ROC AUC, average precision, accuracy at f = 1 (p_same 0.5),
+  and nearest-neighbour accuracy (V02/test_nn.py: is each image's nearest other image one of its
+  own versions?).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from keras_forensics import metrics as metric_lib
+from keras_forensics import preprocessing
+from keras_forensics.data import io
+from keras_forensics.errors import ForensicsError
+
+
+def weighted_embeddings(embedding, distance, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """alpha * embedding of [N, 128, 128, 1] images: L1 distances between rows are f."""
+    vectors = embedding.predict(images, batch_size=batch_size, verbose=0)
+    return np.asarray(distance.weight(vectors))
+
+
+def pairwise_l1(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
+    """[N, N] L1 distances, computed in blocks of rows (batched TF ops)."""
+    data = tf.constant(vectors, tf.float32)
+    rows = [tf.reduce_sum(tf.abs(data[start:start + block, None, :] - data[None, :, :]), axis=-1)
+            for start in range(0, len(vectors), block)]
+    return tf.concat(rows, axis=0).numpy()
+
+
+def load_real_cases(folder, size: int = preprocessing.INPUT_SIZE) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images [N, size, size, 1] (the shared preprocessing), their group (sub-folder) ids, and paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ForensicsError(f"--real_cases {folder}: no such folder")
+    groups = sorted(p for p in folder.iterdir() if p.is_dir())
+    if len(groups) < 2:
+        raise ForensicsError(f"--real_cases {folder}: needs at least 2 sub-folders (one per original image)")
+    images, labels, paths = [], [], []
+    report = io.ScanReport()
+    for index, group in enumerate(tqdm(groups, desc="reading real cases", unit="folder")):
+        for path, image in io.scan_images(group, report=report):
+            images.append(image)
+            labels.append(index)
+            paths.append(str(path.relative_to(folder)))
+    return preprocessing.batch(images, size), np.asarray(labels), paths
+
+
+def real_case_metrics(distances: np.ndarray, labels: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Pair metrics over the upper triangle, plus nearest-neighbour accuracy."""
+    upper = np.triu_indices(len(labels), k=1)
+    same = labels[upper[0]] == labels[upper[1]]
+    f = distances[upper]
+    p_same = 1.0 / (1.0 + np.exp(-(1.0 - f)))
+    masked = distances + np.diag(np.full(len(labels), np.inf))
+    nearest = masked.argmin(axis=1)
+    has_sibling = np.bincount(labels)[labels] > 1
+    result = {
+        "images": int(len(labels)),
+        "originals": int(len(np.unique(labels))),
+        "pairs": int(len(f)),
+        "positive_pairs": int(same.sum()),
+        "roc_auc": metric_lib.roc_auc(same, -f),
+        "average_precision": metric_lib.average_precision(same, -f),
+        "accuracy_at_threshold_1": float(np.mean((f <= 1.0) == same)),
+        "true_positive_rate_at_threshold_1": float(np.mean(f[same] <= 1.0)),
+        "true_negative_rate_at_threshold_1": float(np.mean(f[~same] > 1.0)),
+        "nearest_neighbour_accuracy": float(np.mean(labels[nearest][has_sibling] == labels[has_sibling])),
+    }
+    return result, same, p_same
+
+
+def plot_roc(curves: dict, path) -> None:
+    """One ROC curve per entry of `curves` ({name: (labels, scores)}), in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5), dpi=120)
+    for name, (labels, scores) in curves.items():
+        fpr, tpr, _ = metric_lib.roc_curve(labels, scores)
+        axis.plot(fpr, tpr, label=f"{name} (AUC {metric_lib.roc_auc(labels, scores):.3f})")
+    axis.plot([0, 1], [0, 1], color="0.7", linestyle=":", label="chance")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
+             title="Siamese duplicate detector: ROC")
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int = 2000, seed: int = 2):
+    """The paper's synthetic test on the held-out split of the run (or on every image of `data`).
+
+    Returns (metrics, labels, scores) with scores = -f (higher = more alike).
+    """
+    from keras_forensics import config as config_lib
+    from keras_forensics import datasets
+    from keras_forensics.data.pipeline import fixed_triplets
+    from keras_forensics.training import siamese as trainer
+
+    config_path = model_dir / "config.json" if model_dir else None
+    config = (config_lib.load(config_lib.SiameseTrainConfig, config_path) if config_path and config_path.exists()
+              else config_lib.SiameseTrainConfig())
+    if data:
+        patchset = datasets.folder(data, patch_size=config.deformation.patch_size)
+        source = f"all of {data}"
+    elif config_path and (model_dir / "split.json").exists():
+        split = json.loads((model_dir / "split.json").read_text())
+        patchset = trainer.load_patches(config).subset(split["test"])
+        source = f"test split of {model_dir} ({len(split['test'])} source groups)"
+    else:
+        raise ForensicsError("the synthetic test needs --data DIR, or a model_dir with config.json and split.json")
+    triplets = fixed_triplets(patchset, config.deformation, count, seed=config.seed + seed)
+    vectors = {k: weighted_embeddings(embedding, distance, v) for k, v in triplets.items()}
+    f_same = np.abs(vectors["anchor"] - vectors["same"]).sum(-1)
+    f_diff = np.abs(vectors["anchor"] - vectors["different"]).sum(-1)
+    labels = np.r_[np.ones(len(f_same), bool), np.zeros(len(f_diff), bool)]
+    f = np.r_[f_same, f_diff]
+    return {
+        "source": source,
+        "pairs": int(len(f)),
+        "accuracy": float(np.mean((f <= 1.0) == labels)),
+        "roc_auc": metric_lib.roc_auc(labels, -f),
+        "average_precision": metric_lib.average_precision(labels, -f),
+    }, labels, -f
+
+
+def evaluate(model: str, real_cases: str | None = None, data: str | None = None, out: str | None = None,
+             count: int = 2000, synthetic: bool = True) -> dict:
+    """Measure a trained Siamese model; writes metrics JSON and a ROC PNG to `out`.
+
+    Args:
+        model: a training run's model_dir or a .keras file.
+        real_cases: a folder with one sub-folder per original image holding its manipulated versions.
+        data: images for the synthetic test (default: the run's held-out test split).
+        out: where to write evaluation.json and roc.png (default: <model_dir>/evaluation).
+        count: synthetic test triplets (2 pairs each).
+        synthetic: run the synthetic test.
+    """
+    from keras_forensics.models.siamese import load_parts
+
+    embedding, distance = load_parts(model)
+    model_dir = Path(model) if Path(model).is_dir() else None
+    out = Path(out) if out else (model_dir / "evaluation" if model_dir else Path("siamese_evaluation"))
+    out.mkdir(parents=True, exist_ok=True)
+    result, curves = {"model": str(model)}, {}
+    if synthetic:
+        result["synthetic_test"], labels, scores = synthetic_test(model_dir, embedding, distance, data, count)
+        curves["synthetic test"] = (labels, scores)
+    if real_cases:
+        images, groups, paths = load_real_cases(real_cases, embedding.input_shape[1])
+        distances = pairwise_l1(weighted_embeddings(embedding, distance, images))
+        result["real_cases"], same, p_same = real_case_metrics(distances, groups)
+        result["real_cases"]["folder"] = str(real_cases)
+        curves["real cases"] = (same, p_same)
+    if not curves:
+        raise ForensicsError("nothing to evaluate: give --real_cases DIR or keep the synthetic test on")
+    plot_roc(curves, out / "roc.png")
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return None
