@@ -221,7 +221,7 @@ class SiameseTrainConfig:
     include_embedded: bool = False  # add the embedded sample micrographs to --data folders
     group_by: str | None = None  # regex naming the field group of a file (see datasets.folder)
     patch_mode: str = "tiles"
-    steps: int = 1200
+    steps: int = 800
     batch_size: int = 32
     optimizer: str = "adam"  # "adam" or "momentum"
     learning_rate: float = 1e-3
@@ -400,7 +400,8 @@ DETECTOR_PRESETS = {
     # athenaz2 are one group.
     "shipped": dict(real=("../shared/data/western_blots/real",),
                     fake=("../shared/data/western_blots/synthetic_patches",),
-                    group_by=r"(?<=wetsern_blot_)[35](?=_orig$)", steps=2000, validate_every=200),
+                    group_by=r"(?<=wetsern_blot_)[35](?=_orig$)", steps=2400, batch_size=32,
+                    validate_every=200),
 }
 
 
