@@ -2,6 +2,10 @@
 same process, and their ratio (absolute times on shared machines mean little; ratios do).
 
     python tools/benchmark.py pipeline [--batches 30] [--data DIR]
+    python tools/benchmark.py screen [--n 1000,10000,100000] [--folder DIR --model M]
+    python tools/benchmark.py screen-accuracy --folder REAL_TEST --calibration_folder REAL_VAL [--model M]
+    python tools/benchmark.py detect [--model RUN_DIR|saved_models/detector] [--batch_size 256]
+    python tools/benchmark.py serve [--model_dir runs/siamese/shipped] [--seconds 6] [--clients 1,8,32]
 """
 
 from __future__ import annotations
@@ -79,13 +83,16 @@ def pipeline(batches: int = 30, batch_size: int = 64, reference_images: int = 19
         next(triplets)
     triplet_rate = max(5, batches // 3) * batch_size / (time.perf_counter() - start)
 
-    reference = ReferenceDeformer(config, seed=seed)
     rng = np.random.default_rng(seed)
     images = patchset.patches[rng.integers(0, len(patchset), reference_images)].astype(np.float32) / 255.0
-    start = time.perf_counter()
-    for image in images:
-        reference.deform(image)
-    reference_rate = reference_images / (time.perf_counter() - start)
+    reference_rates = {}
+    for structure in ("original", "tuned"):
+        reference = ReferenceDeformer(config, seed=seed, structure=structure)
+        start = time.perf_counter()
+        for image in images:
+            reference.deform(image)
+        reference_rates[structure] = reference_images / (time.perf_counter() - start)
+    reference_rate = reference_rates["original"]
 
     return _emit({
         "benchmark": "pipeline",
@@ -94,15 +101,381 @@ def pipeline(batches: int = 30, batch_size: int = 64, reference_images: int = 19
         "crop_size": config.crop_size,
         "cpu_count": os.cpu_count(),
         "pipeline_images_per_s": round(pipeline_rate, 1),
+        "reference": "per-image NumPy/scikit-image/Pillow, step by step as the original code",
         "reference_images_per_s": round(reference_rate, 1),
         "ratio": round(pipeline_rate / reference_rate, 2),
+        "tuned_reference_images_per_s": round(reference_rates["tuned"], 1),
+        "ratio_vs_tuned_reference": round(pipeline_rate / reference_rates["tuned"], 2),
         "triplet_pipeline_triplets_per_s": round(triplet_rate, 1),
         "triplet_pipeline_images_per_s": round(3 * triplet_rate, 1),
         "data": data or "embedded sample_micrographs",
     })
 
 
+def detect(model: str | None = None, batch_size: int = 256, image_size: int = 512, stride: int | None = None,
+           reference_patches: int = 64, seed: int = 0):
+    """GAN-image detector patches per second: batched inference vs per-patch (unbatched) calls.
+
+    Also the end-to-end rate of `Detector.score` on one image_size x image_size image (patch grid,
+    batched scoring, heat map). --model: a run dir or SavedModel; default: an untrained detector of
+    the default configuration (speed does not depend on the weights).
+    """
+    import numpy as np
+
+    from keras_forensics.detection.inference import Detector
+    from keras_forensics.models import detector as detector_model
+
+    if model:
+        detector = Detector.load(model)
+    else:
+        detector = Detector.from_keras(detector_model.build_detector())
+    size = detector.patch_size
+    rng = np.random.default_rng(seed)
+    patches = rng.random((batch_size, size, size, 1)).astype(np.float32)
+    detector.predict_patches(patches, batch_size)  # warm-up: tracing
+    batched = _rate(lambda: len(detector.predict_patches(patches, batch_size)))
+    single = patches[:1]
+    detector.predict_patches(single, 1)
+
+    def one_by_one():
+        for index in range(reference_patches):
+            detector.predict_patches(patches[index:index + 1], 1)
+        return reference_patches
+
+    unbatched = _rate(one_by_one)
+    image = rng.random((image_size, image_size)).astype(np.float32)
+    verdict = detector.score(image, stride=stride, batch_size=batch_size)
+    end_to_end = _rate(lambda: len(detector.score(image, stride=stride, batch_size=batch_size).patch_scores))
+    return _emit({
+        "benchmark": "detect",
+        "model": str(model or "untrained default DetectorConfig"),
+        "patch_size": size,
+        "batch_size": batch_size,
+        "cpu_count": os.cpu_count(),
+        "batched_patches_per_s": round(batched, 1),
+        "reference_unbatched_patches_per_s": round(unbatched, 1),
+        "ratio": round(batched / unbatched, 2),
+        "image_size": image_size,
+        "patches_per_image": len(verdict.patch_scores),
+        "score_image_patches_per_s": round(end_to_end, 1),
+        "score_images_per_s": round(end_to_end / len(verdict.patch_scores), 3),
+    })
+
+
+def screen(n="1000,10000,100000", dimension: int = 128, threshold: float = 1.0, duplicates: float = 0.05,
+           exact_max: int = 20000, folder: str | None = None, model: str | None = None, seed: int = 0):
+    """All pairs within the threshold among N embeddings: exact blockwise TF vs FAISS flat vs HNSW.
+
+    Wall time, peak memory and HNSW recall against the exact pairs (tools/screening_benchmarks.py
+    describes the synthetic embeddings); with --folder, also end-to-end panels per second of
+    `screen` on real images. Target: 100,000 panels in under 60 s with recall >= 0.99.
+    """
+    from screening_benchmarks import search_benchmark
+
+    sizes = [int(v) for v in (n.split(",") if isinstance(n, str) else (n if isinstance(n, (list, tuple)) else [n]))]
+    return _emit(search_benchmark(sizes, dimension, threshold, duplicates, exact_max, seed, folder, model))
+
+
+def screen_accuracy(folder: str, calibration_folder: str | None = None, model: str | None = None,
+                    threshold: float = 1.0, neighbours: int = 2, write_calibration: str | None = None):
+    """AP on real-case re-uses (tools/make_real_cases.py): Siamese, verifier, combined, pHash.
+
+    --calibration_folder: fit the combined score there first (a validation folder);
+    --write_calibration FILE saves the fit (keras_forensics/screening/calibration.json ships it).
+    """
+    from screening_benchmarks import accuracy_benchmark
+
+    return _emit(accuracy_benchmark(folder, calibration_folder, model, threshold, neighbours, write_calibration))
+
+
+def _forward_flops(model, batch: int = 1) -> float:
+    """Floating-point operations of one forward pass, counted by TensorFlow's graph profiler
+    (a multiply-add counts 2)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = [tf.TensorSpec((batch,) + tuple(model.input_shape[1:]), tf.float32)]
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(*spec)
+    graph = convert_variables_to_constants_v2(concrete).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return float(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops) / batch
+
+
+def _peak_flops(size: int = 2048, repeats: int = 10) -> float:
+    """The machine's float32 matmul rate, measured now (the roofline the model is compared to)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
+    matmul(a).numpy()
+    return 2.0 * size ** 3 / _median_time(lambda: matmul(a).numpy(), repeats)
+
+
+def _median_time(step, repeats: int) -> float:
+    import numpy as np
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def train(batch_size: int = 64, steps: int = 10, warmup: int = 3):
+    """Triplets per second of the Siamese training step (paper architecture, median of `steps`
+    after `warmup`), its FLOPs per triplet and the achieved fraction of the machine's float32
+    matmul peak measured in the same run."""
+    import keras
+    import numpy as np
+
+    from keras_forensics.config import SiameseConfig
+    from keras_forensics.models import siamese
+
+    embedding = siamese.build_embedding(SiameseConfig())
+    model = siamese.build_triplet_model(embedding)
+    model.compile(keras.optimizers.Adam(1e-4), siamese.TripletLoss(), metrics=siamese.triplet_metrics())
+    rng = np.random.default_rng(0)
+    x = {k: rng.random((batch_size, 128, 128, 1), np.float32) for k in ("anchor", "same", "different")}
+    y = np.zeros((batch_size, 2), np.float32)
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    step_time = _median_time(lambda: model.train_on_batch(x, y), steps)
+    forward = _forward_flops(embedding)
+    # Training costs about 3 forward passes (forward, gradients w.r.t. activations and weights), for 3 images.
+    flops_per_triplet = 3 * 3 * forward
+    triplet_rate = batch_size / step_time
+    peak = _peak_flops()
+    _emit({
+        "benchmark": "train",
+        "batch_size": batch_size,
+        "median_step_s": round(step_time, 4),
+        "triplets_per_s": round(triplet_rate, 2),
+        "images_per_s": round(3 * triplet_rate, 2),
+        "forward_gflops_per_image": round(forward / 1e9, 4),
+        "train_gflops_per_triplet": round(flops_per_triplet / 1e9, 3),
+        "achieved_gflops_per_s": round(triplet_rate * flops_per_triplet / 1e9, 1),
+        "peak_matmul_gflops_per_s": round(peak / 1e9, 1),
+        "fraction_of_peak": round(triplet_rate * flops_per_triplet / peak, 3),
+        "cpu_count": os.cpu_count(),
+    })
+
+
+def embed(batch_size: int = 256, batches: int = 5):
+    """Embeddings per second at batch 256 (inference, paper architecture) and fraction of peak."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_forensics.config import SiameseConfig
+    from keras_forensics.models import siamese
+
+    embedding = siamese.build_embedding(SiameseConfig())
+    images = tf.constant(np.random.default_rng(0).random((batch_size, 128, 128, 1), np.float32))
+    run = tf.function(lambda x: embedding(x, training=False))
+    run(images).numpy()
+    step_time = _median_time(lambda: run(images).numpy(), batches)
+    forward = _forward_flops(embedding)
+    peak = _peak_flops()
+    _emit({
+        "benchmark": "embed",
+        "batch_size": batch_size,
+        "embeddings_per_s": round(batch_size / step_time, 1),
+        "forward_gflops_per_image": round(forward / 1e9, 4),
+        "fraction_of_peak": round(batch_size / step_time * forward / peak, 3),
+        "peak_matmul_gflops_per_s": round(peak / 1e9, 1),
+        "cpu_count": os.cpu_count(),
+    })
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _latency_summary(latencies: list, wall: float, pairs_per_request: int = 1) -> dict:
+    import numpy as np
+
+    milliseconds = np.array(latencies) * 1000.0
+    return {"requests": len(latencies),
+            "pairs_per_s": round(len(latencies) * pairs_per_request / wall, 1) if wall else 0.0,
+            "p50_ms": round(float(np.percentile(milliseconds, 50)), 1) if len(latencies) else None,
+            "p99_ms": round(float(np.percentile(milliseconds, 99)), 1) if len(latencies) else None}
+
+
+def _serve_load(client_factory, request, clients: int, seconds: float, max_requests: int) -> dict:
+    """`clients` threads, each with its own client, send one request after another until the
+    time or the request budget is spent; returns throughput and latency percentiles."""
+    import threading
+
+    workers = [client_factory() for _ in range(clients)]
+    for client in workers:
+        request(client, 0)  # connect, fetch metadata, warm the path
+    latencies, errors, lock = [], [], threading.Lock()
+    start_line = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def work(client, index):
+        start_line.wait()
+        count = 0
+        while time.perf_counter() < deadline[0]:
+            with lock:
+                if len(latencies) + len(errors) >= max_requests:
+                    return
+            began = time.perf_counter()
+            try:
+                request(client, index + count)
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+            except Exception as error:  # noqa: BLE001 -- counted and reported, the run goes on
+                with lock:
+                    errors.append(f"{type(error).__name__}: {error}")
+            count += clients
+
+    threads = [threading.Thread(target=work, args=(c, i)) for i, c in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    deadline[0] = time.perf_counter() + seconds
+    began = time.perf_counter()
+    start_line.wait()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    for client in workers:
+        client.close()
+    return {"clients": clients, **_latency_summary(latencies, wall), "errors": len(errors),
+            **({"first_error": errors[0]} if errors else {})}
+
+
+def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int = 600, clients: str = "1,8,32",
+          batching_parameters_file: str = "saved_models/batching.config", pool: int = 16, seed: int = 0):
+    """Served Siamese pairs per second and p50/p99 latency for 1, 8 and 32 concurrent clients over
+    gRPC and REST, next to in-process Keras predict measured in the same run.
+
+    The Siamese run in --model_dir (default runs/siamese/shipped) is exported to a temporary
+    folder and served by `python -m keras_forensics serve` in a subprocess, with batching from
+    --batching_parameters_file, on loopback ports. Every request carries one pair: gRPC calls
+    serving_default with float tensors (the in-process reference's input), REST calls
+    similarity_bytes with two base64 PNGs (how ServingClient sends image files). Each
+    (protocol, clients) run stops after --seconds or --max_requests requests. In-process
+    throughput is Keras `predict` on the pair model (batch 32), measured before and after the
+    served runs; the ratio uses their mean.
+    """
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    from keras_forensics.errors import ForensicsError
+    from keras_forensics.serving import signatures
+    from keras_forensics.serving.client import ServingClient
+    from keras_forensics.serving.protocol import encode_png
+
+    model_dir = Path(model_dir or "runs/siamese/shipped")
+    if not (model_dir / "model.keras").is_file():
+        raise ForensicsError(f"{model_dir} holds no model.keras; pass --model_dir of a finished Siamese run "
+                             "(e.g. python -m keras_forensics.train siamese --preset quick --steps 20 "
+                             "--model_dir /tmp/siamese_quick)")
+    counts = [int(c) for c in str(clients).replace("(", "").replace(")", "").split(",") if str(c).strip()]
+    workspace = Path(tempfile.mkdtemp(prefix="kf_serve_benchmark_"))
+    server = None
+    try:
+        exported = signatures.export("siamese", model_dir, export_base=workspace, version=1, verbose=False)
+        module = signatures.load_siamese(model_dir)
+        rng = np.random.default_rng(seed)
+        images_a = rng.random((256, 128, 128, 1)).astype(np.float32)
+        images_b = rng.random((256, 128, 128, 1)).astype(np.float32)
+
+        def in_process_rate():
+            return _rate(lambda: len(module.pair_model.predict({"image_a": images_a, "image_b": images_b},
+                                                               batch_size=32, verbose=0)["distance"]),
+                         seconds_min=4.0, min_rounds=2)
+
+        in_process_before = in_process_rate()
+        single = []
+        for index in range(60):
+            began = time.perf_counter()
+            module.similarity(images_a[index:index + 1], images_b[index:index + 1])["distance"].numpy()
+            single.append(time.perf_counter() - began)
+        in_process_single = _latency_summary(single[10:], sum(single[10:]))
+
+        ready = workspace / "ready.json"
+        rest_port = _free_port()
+        command = [sys.executable, "-m", "keras_forensics", "serve", "--model_base_path",
+                   str(exported.path.parent), "--model_name", "siamese", "--port", "0",
+                   "--rest_api_port", str(rest_port), "--enable_batching", "--batching_parameters_file",
+                   str(batching_parameters_file), "--grpc_max_threads", "64", "--rest_api_num_threads", "64",
+                   "--ready_file", str(ready)]
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise ForensicsError(f"the server did not start: {' '.join(command)}")
+            time.sleep(0.2)
+        ports = json.loads(ready.read_text())
+
+        tensors = [(images_a[i:i + 1], images_b[i:i + 1]) for i in range(pool)]
+        encoded = [(encode_png(images_a[i]), encode_png(images_b[i])) for i in range(pool)]
+
+        def grpc_request(client, index):
+            a, b = tensors[index % pool]
+            client.similarity(a, b)
+
+        def rest_request(client, index):
+            a, b = encoded[index % pool]
+            client.similarity(a, b)
+
+        def factory(protocol):
+            return lambda: ServingClient("127.0.0.1", rest_port=ports["rest_api_port"], grpc_port=ports["port"],
+                                         protocol=protocol, timeout=120)
+
+        served = []
+        for protocol, request, signature in (("grpc", grpc_request, "serving_default"),
+                                             ("rest", rest_request, "similarity_bytes")):
+            for count in counts:
+                result = _serve_load(factory(protocol), request, count, seconds, max_requests)
+                served.append({"protocol": protocol, "signature": signature, **result})
+        in_process_after = in_process_rate()
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        shutil.rmtree(workspace, ignore_errors=True)
+
+    in_process = (in_process_before + in_process_after) / 2
+    by_key = {(r["protocol"], r["clients"]): r for r in served}
+    grpc_most = by_key.get(("grpc", max(counts)))
+    grpc_single = by_key.get(("grpc", 1))
+    ratio = round(grpc_most["pairs_per_s"] / in_process, 2) if grpc_most else None
+    return _emit({
+        "benchmark": "serve",
+        "model_dir": str(model_dir),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+        "batching": str(batching_parameters_file),
+        "in_process_keras_predict_pairs_per_s": {"before": round(in_process_before, 1),
+                                                 "after": round(in_process_after, 1), "mean": round(in_process, 1)},
+        "in_process_single_pair_ms": {"p50": in_process_single["p50_ms"], "p99": in_process_single["p99_ms"]},
+        "served": served,
+        f"ratio_grpc_{max(counts)}_clients_to_in_process": ratio,
+        "targets": {
+            "grpc_32_clients_at_least_70_percent_of_in_process": None if ratio is None or 32 not in counts
+            else ratio >= 0.7,
+            "single_pair_p99_under_50_ms": None if grpc_single is None else grpc_single["p99_ms"] < 50,
+        },
+    })
+
+
 if __name__ == "__main__":
     import fire
 
-    fire.Fire({"pipeline": pipeline})
+    fire.Fire({"pipeline": pipeline, "train": train, "embed": embed, "screen": screen, "screen-accuracy": screen_accuracy, "detect": detect, "serve": serve})

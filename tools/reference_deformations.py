@@ -1,11 +1,15 @@
-"""A straightforward per-image implementation of the deformations, the baseline of
-`tools/benchmark.py pipeline`.
+"""Per-image implementations of the deformations, the baselines of `tools/benchmark.py pipeline`.
 
-It does what HMS-IDAC/ImageForensics V02/image_distortions.py does, one image at a time with
-NumPy, scikit-image and Pillow, but without the original's per-pixel Python loops (the local
-edits use NumPy masks) and with one skimage warp for the similarity instead of three: a fair,
-reasonably written per-image baseline, not a straw man. Same ranges and probabilities as
-`keras_forensics.config.DeformationConfig`.
+Both do what HMS-IDAC/ImageForensics V02/image_distortions.py does, one image at a time with
+NumPy, scikit-image and Pillow, with the same ranges and probabilities as
+`keras_forensics.config.DeformationConfig`, and neither keeps the original's per-pixel Python
+loops (local edits use NumPy masks):
+
+* `ReferenceDeformer(structure="original")`: the straightforward port, step by step as the
+  original: skimage rotate, then rescale (+ crop/pad), then translate, each resampling the image;
+  Pillow's bicubic perspective; skimage's adjust_gamma. This is the baseline the issue names.
+* `ReferenceDeformer(structure="tuned")`: a tuned per-image version that composes the similarity
+  into one skimage warp and uses bilinear Pillow resampling: a stronger baseline, reported too.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from skimage import transform
+from skimage import exposure, transform
 
 from keras_forensics.config import DeformationConfig
 
 
-def _perspective(image, shifts):
+def _perspective(image, shifts, resample=Image.Resampling.BILINEAR):
     """Pillow perspective warp moving the corners by `shifts` [4, 2] (as V02's imrandpptf)."""
     size = image.shape[0]
     last = size - 1
@@ -32,9 +36,27 @@ def _perspective(image, shifts):
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
     coefficients = np.linalg.solve(np.array(rows), source.reshape(8))
     warped = Image.fromarray(np.ascontiguousarray(image)).transform(
-        (size, size), Image.Transform.PERSPECTIVE, tuple(coefficients), Image.Resampling.BILINEAR
+        (size, size), Image.Transform.PERSPECTIVE, tuple(coefficients), resample
     )
     return np.array(warped, np.float32)
+
+
+def _similarity_in_steps(image, angle, scale, dx, dy):
+    """As V02's imsltf: rotate, rescale about the centre (crop or zero-pad back), translate."""
+    size = image.shape[0]
+    rotated = transform.rotate(image, math.degrees(angle))
+    scaled = transform.rescale(rotated, scale, mode="constant")
+    new = scaled.shape[0]
+    if new >= size:
+        start = (new - size) // 2
+        scaled = scaled[start:start + size, start:start + size]
+    else:
+        start = (size - new) // 2
+        padded = np.zeros((size, size))
+        padded[start:start + new, start:start + new] = scaled
+        scaled = padded
+    shift = transform.SimilarityTransform(translation=(-dx, -dy))
+    return transform.warp(scaled, shift, mode="constant").astype(np.float32)
 
 
 def _similarity(image, angle, scale, dx, dy):
@@ -61,7 +83,10 @@ def _jpeg(image, quality):
 class ReferenceDeformer:
     """`deform(patch) -> crop` and `anchor(patch) -> crop` for single 2-D float32 images."""
 
-    def __init__(self, config: DeformationConfig | None = None, seed: int = 0):
+    def __init__(self, config: DeformationConfig | None = None, seed: int = 0, structure: str = "original"):
+        if structure not in ("original", "tuned"):
+            raise ValueError(f"structure must be 'original' or 'tuned', got {structure!r}")
+        self.original = structure == "original"
         self.config = config or DeformationConfig()
         self.rng = np.random.default_rng(seed)
         self.font = ImageFont.load_default(size=14)
@@ -81,10 +106,12 @@ class ReferenceDeformer:
                     image = np.flipud(image)
             if rng.random() < c.p_perspective:
                 shift = c.perspective_max_shift
-                image = _perspective(image, rng.uniform(-shift, shift, (4, 2)))
+                resample = Image.Resampling.BICUBIC if self.original else Image.Resampling.BILINEAR
+                image = _perspective(image, rng.uniform(-shift, shift, (4, 2)), resample)
             if rng.random() < c.p_similarity:
                 max_angle = math.radians(c.max_rotation_degrees)
-                image = _similarity(
+                similarity = _similarity_in_steps if self.original else _similarity
+                image = similarity(
                     image, rng.uniform(-max_angle, max_angle), rng.uniform(*c.scale_range),
                     *rng.uniform(-c.max_translation, c.max_translation, 2),
                 )
@@ -93,7 +120,8 @@ class ReferenceDeformer:
             if rng.random() < c.p_jpeg:
                 image = _jpeg(image, rng.integers(c.jpeg_quality_range[0], c.jpeg_quality_range[1] + 1))
             if rng.random() < c.p_gamma:
-                image = np.power(image, math.exp(rng.uniform(*np.log(c.gamma_range))))
+                exponent = math.exp(rng.uniform(*np.log(c.gamma_range)))
+                image = exposure.adjust_gamma(image, exponent) if self.original else np.power(image, exponent)
             if rng.random() < c.p_local_edit:
                 image = self._local_edit(image)
         return np.clip(self._clutter(image), 0.0, 1.0)
