@@ -79,9 +79,9 @@ def pipeline(batches: int = 30, batch_size: int = 64, reference_images: int = 19
     for _ in range(3):
         next(triplets)
     start = time.perf_counter()
-    for _ in range(max(5, batches // 3)):
+    for _ in range(batches):
         next(triplets)
-    triplet_rate = max(5, batches // 3) * batch_size / (time.perf_counter() - start)
+    triplet_rate = batches * batch_size / (time.perf_counter() - start)
 
     rng = np.random.default_rng(seed)
     images = patchset.patches[rng.integers(0, len(patchset), reference_images)].astype(np.float32) / 255.0
@@ -94,20 +94,23 @@ def pipeline(batches: int = 30, batch_size: int = 64, reference_images: int = 19
         reference_rates[structure] = reference_images / (time.perf_counter() - start)
     reference_rate = reference_rates["original"]
 
+    # The training pipeline deforms 2 images per triplet (same, different) in one call per batch;
+    # anchors are only cropped and cluttered.
+    deformed_rate = 2 * triplet_rate
     return _emit({
         "benchmark": "pipeline",
         "batch_size": batch_size,
         "patch_size": config.patch_size,
         "crop_size": config.crop_size,
         "cpu_count": os.cpu_count(),
-        "pipeline_images_per_s": round(pipeline_rate, 1),
+        "pipeline_images_per_s": round(deformed_rate, 1),
+        "single_call_batch_64_images_per_s": round(pipeline_rate, 1),
         "reference": "per-image NumPy/scikit-image/Pillow, step by step as the original code",
         "reference_images_per_s": round(reference_rate, 1),
-        "ratio": round(pipeline_rate / reference_rate, 2),
+        "ratio": round(deformed_rate / reference_rate, 2),
         "tuned_reference_images_per_s": round(reference_rates["tuned"], 1),
-        "ratio_vs_tuned_reference": round(pipeline_rate / reference_rates["tuned"], 2),
-        "triplet_pipeline_triplets_per_s": round(triplet_rate, 1),
-        "triplet_pipeline_images_per_s": round(3 * triplet_rate, 1),
+        "ratio_vs_tuned_reference": round(deformed_rate / reference_rates["tuned"], 2),
+        "triplets_per_s": round(triplet_rate, 1),
         "data": data or "embedded sample_micrographs",
     })
 
@@ -361,8 +364,9 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
     serving_default with float tensors (the in-process reference's input), REST calls
     similarity_bytes with two base64 PNGs (how ServingClient sends image files). Each
     (protocol, clients) run stops after --seconds or --max_requests requests. In-process
-    throughput is Keras `predict` on the pair model (batch 32), measured before and after the
-    served runs; the ratio uses their mean.
+    throughput is Keras `predict` on the pair model (batch 32; the better of one caller and as
+    many concurrent callers as the server has batch threads), measured before and after the served
+    runs; the ratio uses their mean.
     """
     import shutil
     import signal
@@ -373,6 +377,7 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
 
     from keras_forensics.errors import ForensicsError
     from keras_forensics.serving import signatures
+    from keras_forensics.serving.batching import read_batching_parameters
     from keras_forensics.serving.client import ServingClient
     from keras_forensics.serving.protocol import encode_png
 
@@ -391,10 +396,24 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
         images_a = rng.random((256, 128, 128, 1)).astype(np.float32)
         images_b = rng.random((256, 128, 128, 1)).astype(np.float32)
 
+        def predict_pairs(part=slice(None)):
+            return len(module.pair_model.predict({"image_a": images_a[part], "image_b": images_b[part]},
+                                                 batch_size=32, verbose=0)["distance"])
+
         def in_process_rate():
-            return _rate(lambda: len(module.pair_model.predict({"image_a": images_a, "image_b": images_b},
-                                                               batch_size=32, verbose=0)["distance"]),
-                         seconds_min=4.0, min_rounds=2)
+            """The better of one caller and `num_batch_threads` concurrent callers (the server's
+            parallelism): on a busy machine the scheduler shares the cores per thread, so the
+            comparison must give the in-process side as many threads as the server."""
+            from concurrent.futures import ThreadPoolExecutor
+
+            single = _rate(predict_pairs, seconds_min=4.0, min_rounds=2)
+            threads = read_batching_parameters(batching_parameters_file).num_batch_threads
+            if threads < 2:
+                return single
+            halves = [slice(i, None, threads) for i in range(threads)]
+            with ThreadPoolExecutor(threads) as pool:
+                parallel = _rate(lambda: sum(pool.map(predict_pairs, halves)), seconds_min=4.0, min_rounds=2)
+            return max(single, parallel)
 
         in_process_before = in_process_rate()
         single = []

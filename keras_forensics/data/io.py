@@ -1,0 +1,301 @@
+"""Reading images from disk: validated float32 grayscale in [0, 1], or one clear error naming the file.
+
+Every entry point that reads a user's file goes through `read_image`, so a corrupt, truncated,
+empty, oversized or exotic file gives the same one-line message everywhere, and a folder scan
+(`scan_images`) skips such files with a warning and a count instead of stopping.
+
+Supported: PNG, JPEG, BMP, GIF, WebP (Pillow) and TIFF (tifffile: 8/16/32-bit, float, multi-page,
+multi-channel). Colour is reduced to luminance with the ITU-R BT.601 weights that
+`tf.image.rgb_to_grayscale` uses, so a file read here and bytes decoded inside a serving graph give
+the same pixels. Transparent pixels are composited over white, as a reader sees them on a page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from keras_forensics.errors import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+#: Default decompression-bomb limit: 20,000 x 20,000 pixels per plane, far above any figure panel.
+DEFAULT_MAX_PIXELS = 400_000_000
+
+#: Luminance weights of tf.image.rgb_to_grayscale (BT.601).
+LUMA_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+)
+_TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def read_image(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    all_planes: bool = False,
+) -> np.ndarray:
+    """Read one image file as float32 grayscale in [0, 1].
+
+    Args:
+        path: the file. Its content decides the format, not its suffix.
+        max_pixels: refuse planes with more pixels than this before decoding them (decompression
+            bombs).
+        all_planes: for multi-page / multi-plane TIFFs, return every plane as [P, H, W] instead of
+            only the first as [H, W]. Other formats give [1, H, W] with this flag.
+
+    Returns:
+        [H, W] float32 (or [P, H, W] with `all_planes`).
+
+    Raises:
+        ImageReadError: the file is missing, empty, not an image, truncated, too large, or has a
+            layout this function does not understand. The message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "no such file")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        raise ImageReadError(path, f"cannot open ({error.strerror or error})") from None
+    if not head:
+        raise ImageReadError(path, "empty file")
+    if head in _TIFF_MAGIC:
+        planes = _read_tiff(path, max_pixels, all_planes)
+    else:
+        planes = _read_pillow(path, max_pixels, all_planes)
+    return planes if all_planes else planes[0]
+
+
+def decode_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """`read_image` for bytes already in memory (uploads, PDF images). Returns [H, W] float32."""
+    import io as _io
+
+    if not data:
+        raise ImageReadError(name, "empty file")
+    if data[:4] in _TIFF_MAGIC:
+        return _read_tiff(_io.BytesIO(data), max_pixels, False, name=name)[0]
+    return _read_pillow(_io.BytesIO(data), max_pixels, False, name=name)[0]
+
+
+def _read_pillow(source, max_pixels, all_planes, name=None) -> np.ndarray:
+    name = name or source
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb warning is replaced by our explicit limit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            previous_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                image = Image.open(source)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous_limit
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(name, "not an image file (unrecognised format)") from None
+    except OSError as error:
+        raise ImageReadError(name, f"cannot read image header ({error})") from None
+    with image:
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ImageReadError(name, f"image has no pixels ({width}x{height})")
+        if width * height > max_pixels:
+            raise ImageReadError(
+                name,
+                f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
+                f"{max_pixels:,} (possible decompression bomb; raise max_pixels if it is genuine)",
+            )
+        planes = []
+        frames = getattr(image, "n_frames", 1) if all_planes else 1
+        for frame in range(frames):
+            try:
+                if frame:
+                    image.seek(frame)
+                image.load()
+                planes.append(_pillow_to_gray(image, name))
+            except ImageReadError:
+                raise
+            except (OSError, SyntaxError, ValueError) as error:
+                raise ImageReadError(name, f"corrupt or truncated image data ({error})") from None
+    return np.stack(planes)
+
+
+def _pillow_to_gray(image: Image.Image, name) -> np.ndarray:
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("1", "L"):
+        return np.asarray(image, dtype=np.float32) / (1.0 if mode == "1" else 255.0)
+    if mode == "LA":
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        return _composite_over_white(array[..., 0], array[..., 1])
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(image, dtype=np.uint16).astype(np.float32) / 65535.0
+    if mode == "I":
+        return _scale_to_unit(np.asarray(image), name)
+    if mode == "F":
+        return _scale_to_unit(np.asarray(image, dtype=np.float32), name)
+    if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La", "PA"):
+        if mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        gray = array[..., :3] @ LUMA_WEIGHTS
+        if array.shape[-1] == 4:
+            gray = _composite_over_white(gray, array[..., 3])
+        return np.clip(gray, 0.0, 1.0).astype(np.float32)
+    raise ImageReadError(name, f"unsupported pixel layout (Pillow mode {mode!r})")
+
+
+def _read_tiff(source, max_pixels, all_planes, name=None) -> np.ndarray:
+    import tifffile
+
+    name = name or source
+    try:
+        with tifffile.TiffFile(source) as tif:
+            if not tif.pages:
+                raise ImageReadError(name, "TIFF file has no pages")
+            series = tif.series[0]
+            shape, axes = series.shape, series.axes
+            spatial = _tiff_spatial_size(shape, axes)
+            if spatial is None:
+                raise ImageReadError(name, f"unsupported TIFF layout (shape {shape}, axes {axes!r})")
+            height, width = spatial
+            if height < 1 or width < 1:
+                raise ImageReadError(name, f"image has no pixels ({width}x{height})")
+            if height * width > max_pixels:
+                raise ImageReadError(
+                    name,
+                    f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
+                    f"{max_pixels:,} (possible decompression bomb; raise max_pixels if it is genuine)",
+                )
+            if all_planes:
+                data = series.asarray()
+            else:
+                data = tif.pages[0].asarray()
+                shape, axes = data.shape, tif.pages[0].axes
+    except ImageReadError:
+        raise
+    except Exception as error:  # tifffile raises many types for corrupt files
+        raise ImageReadError(name, f"corrupt or unreadable TIFF ({type(error).__name__}: {error})") from None
+    return _tiff_to_planes(np.asarray(data), axes, name)
+
+
+def _tiff_spatial_size(shape, axes):
+    if "Y" in axes and "X" in axes:
+        return shape[axes.index("Y")], shape[axes.index("X")]
+    return None
+
+
+def _tiff_to_planes(data: np.ndarray, axes: str, name) -> np.ndarray:
+    """Turn any TIFF array into [P, H, W] float32 in [0, 1]."""
+    if "Y" not in axes or "X" not in axes or data.ndim != len(axes):
+        raise ImageReadError(name, f"unsupported TIFF layout (shape {data.shape}, axes {axes!r})")
+    # Move Y, X (and a colour axis S of 3 or 4 samples) to the end.
+    order = [i for i, a in enumerate(axes) if a not in "YXS"]
+    colour = "S" in axes and data.shape[axes.index("S")] in (3, 4)
+    tail = [axes.index("Y"), axes.index("X")] + ([axes.index("S")] if "S" in axes else [])
+    data = np.transpose(data, order + tail)
+    if "S" in axes and not colour:
+        # Extra samples that are not RGB(A): treat each as its own plane.
+        data = np.moveaxis(data, -1, -3)
+    unit = _scale_to_unit(data, name)
+    if colour:
+        gray = unit[..., :3] @ LUMA_WEIGHTS
+        if unit.shape[-1] == 4:
+            gray = _composite_over_white(gray, unit[..., 3])
+        unit = gray
+    return unit.reshape((-1,) + unit.shape[-2:]).astype(np.float32)
+
+
+def _scale_to_unit(array: np.ndarray, name) -> np.ndarray:
+    """Integers are divided by their type's maximum; floats already in [0, 1] are kept, others are
+    min-max scaled (a float image has no natural white)."""
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        if info.min < 0:
+            array = array.astype(np.float64) - info.min
+            return (array / (info.max - info.min)).astype(np.float32)
+        return (array.astype(np.float64) / info.max).astype(np.float32)
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32)
+        if not np.all(np.isfinite(array)):
+            raise ImageReadError(name, "image contains NaN or infinite values")
+        low, high = float(array.min()), float(array.max())
+        if low >= 0.0 and high <= 1.0:
+            return array
+        return (array - low) / (high - low) if high > low else np.zeros_like(array)
+    raise ImageReadError(name, f"unsupported pixel type {array.dtype}")
+
+
+def _composite_over_white(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    return (gray * alpha + (1.0 - alpha)).astype(np.float32)
+
+
+@dataclasses.dataclass
+class ScanReport:
+    """What a folder scan read and what it skipped (path, reason)."""
+
+    read: int = 0
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"read {self.read} image(s), skipped {len(self.skipped)} unreadable file(s)"
+
+
+def list_image_files(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files below `root` (by suffix), sorted, hidden files and folders excluded."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise ImageReadError(root, "no such file or folder")
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    files = [
+        p for p in pattern
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return sorted(files)
+
+
+def scan_images(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    *,
+    recursive: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    report: ScanReport | None = None,
+) -> Iterator[tuple[Path, np.ndarray]]:
+    """Yield (path, image) for every readable image in files and folders; skip the rest.
+
+    Unreadable files are logged as warnings and recorded in `report` (pass a ScanReport to get
+    the count); no good file is lost because of a bad neighbour.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    report = report if report is not None else ScanReport()
+    for entry in paths:
+        for path in list_image_files(entry, recursive=recursive):
+            try:
+                image = read_image(path, max_pixels=max_pixels)
+            except ImageReadError as error:
+                logger.warning("skipping %s", error)
+                report.skipped.append((str(path), error.reason))
+                continue
+            report.read += 1
+            yield path, image
