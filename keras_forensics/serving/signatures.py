@@ -258,13 +258,16 @@ def load_siamese(model_dir) -> SiameseServing:
     """A Siamese run dir (config.json + model.keras, the triplet model) -> its serving module.
 
     The network is rebuilt from config.json and the weights loaded from model.keras, so loading
-    never deserialises code (the triplet model holds a Lambda layer).
+    never deserialises code. A run still in progress has no model.keras yet: its best checkpoint
+    (checkpoints/best.keras) is used instead.
     """
     from keras_forensics import config as config_lib
     from keras_forensics.models import siamese
 
     model_dir = Path(model_dir)
-    weights = _require_file(model_dir / MODEL_FILE, "siamese")
+    best = model_dir / "checkpoints" / "best.keras"
+    weights = best if best.is_file() and not (model_dir / MODEL_FILE).is_file() else model_dir / MODEL_FILE
+    weights = _require_file(weights, "siamese")
     config_path = _require_file(model_dir / "config.json", "siamese")
     config = config_lib.load(config_lib.SiameseTrainConfig, config_path)
     embedding = siamese.build_embedding(config.model)
