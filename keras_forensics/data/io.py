@@ -109,14 +109,7 @@ def _read_pillow(source, max_pixels, all_planes, name=None) -> np.ndarray:
         raise ImageReadError(name, f"cannot read image header ({error})") from None
     with image:
         width, height = image.size
-        if width < 1 or height < 1:
-            raise ImageReadError(name, f"image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
-            raise ImageReadError(
-                name,
-                f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
-                f"{max_pixels:,} (possible decompression bomb; raise max_pixels if it is genuine)",
-            )
+        _check_size(name, width, height, max_pixels)
         planes = []
         frames = getattr(image, "n_frames", 1) if all_planes else 1
         for frame in range(frames):
@@ -130,6 +123,18 @@ def _read_pillow(source, max_pixels, all_planes, name=None) -> np.ndarray:
             except (OSError, SyntaxError, ValueError) as error:
                 raise ImageReadError(name, f"corrupt or truncated image data ({error})") from None
     return np.stack(planes)
+
+
+def _check_size(name, width: int, height: int, max_pixels: int) -> None:
+    """Refuse empty planes and planes over the pixel limit, from the header alone."""
+    if width < 1 or height < 1:
+        raise ImageReadError(name, f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageReadError(
+            name,
+            f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
+            f"{max_pixels:,} (possible decompression bomb; raise max_pixels if it is genuine)",
+        )
 
 
 def _pillow_to_gray(image: Image.Image, name) -> np.ndarray:
@@ -173,14 +178,7 @@ def _read_tiff(source, max_pixels, all_planes, name=None) -> np.ndarray:
             if spatial is None:
                 raise ImageReadError(name, f"unsupported TIFF layout (shape {shape}, axes {axes!r})")
             height, width = spatial
-            if height < 1 or width < 1:
-                raise ImageReadError(name, f"image has no pixels ({width}x{height})")
-            if height * width > max_pixels:
-                raise ImageReadError(
-                    name,
-                    f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
-                    f"{max_pixels:,} (possible decompression bomb; raise max_pixels if it is genuine)",
-                )
+            _check_size(name, width, height, max_pixels)
             if all_planes:
                 data = series.asarray()
             else:
