@@ -11,4 +11,13 @@ __version__ = "0.1.0"
 
 from keras_forensics.errors import ForensicsError, ImageReadError  # noqa: E402
 
-__all__ = ["ForensicsError", "ImageReadError", "__version__"]
+__all__ = ["ForensicsError", "ImageReadError", "Screener", "__version__"]
+
+
+def __getattr__(name):
+    """Lazy attributes: `from keras_forensics import Screener` imports TensorFlow only then."""
+    if name == "Screener":
+        from keras_forensics.screening.screener import Screener
+
+        return Screener
+    raise AttributeError(f"module 'keras_forensics' has no attribute {name!r}")

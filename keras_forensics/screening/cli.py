@@ -1,0 +1,184 @@
+"""The screening commands of `python -m keras_forensics` (registered in keras_forensics/__main__.py).
+
+    similarity --pairs PAIRS.csv [--model M] --out OUT.csv
+    compare IMG_A IMG_B [--model M]                       (prints JSON)
+    screen INPUT... --out REPORT_DIR [--threshold 1.0] [--index DIR]
+    index build INPUT... --out INDEX_DIR
+    index add INPUT... --index INDEX_DIR
+
+Exit status: 0 when the command completed (screen: even if some inputs were skipped, each with a
+line on stderr and in the report); 1 when screen could read no input at all; 2 for a usage
+mistake (missing model, bad flag, unreadable PAIRS.csv).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from keras_forensics.errors import ForensicsError, ImageReadError
+
+#: Columns `similarity` adds to PAIRS.csv (a contract).
+SIMILARITY_COLUMNS = ("distance", "p_same", "same")
+
+
+class _StderrLines(logging.Handler):
+    """`warning: ...` lines on whatever sys.stderr is when the record is emitted."""
+
+    def emit(self, record):
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def _warnings_to_stderr() -> None:
+    """Skipped inputs and other warnings of the package as one line each on stderr."""
+    package = logging.getLogger("keras_forensics")
+    if not any(isinstance(h, _StderrLines) for h in package.handlers):
+        package.addHandler(_StderrLines(logging.WARNING))
+
+
+def _inputs(inputs) -> list[str]:
+    """fire passes one INPUT as a string and several as a tuple; a comma list also works."""
+    if isinstance(inputs, (str, Path)):
+        return [str(inputs)]
+    flat = []
+    for item in inputs:
+        flat.extend(_inputs(item) if isinstance(item, (list, tuple)) else [str(item)])
+    return flat
+
+
+def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64) -> str:
+    """Score the pairs of PAIRS.csv (columns a, b: image paths relative to the CSV's folder).
+
+    OUT.csv is PAIRS.csv (extra columns carried through) plus distance, p_same = sigmoid(1 -
+    distance) and same (p_same > 0.5). Each distinct image is embedded once. A row whose image
+    cannot be read keeps empty scores, with a line on stderr.
+    """
+    from keras_forensics.data.io import read_image
+    from keras_forensics.screening.model import load_scorer
+    from keras_forensics.screening.screener import p_same_of
+
+    _warnings_to_stderr()
+    pairs_path = Path(pairs)
+    if not pairs_path.is_file():
+        raise ForensicsError(f"--pairs {pairs}: no such file")
+    try:
+        with open(pairs_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            fields = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ForensicsError(f"--pairs {pairs}: not a readable CSV file ({error})") from None
+    missing = [c for c in ("a", "b") if c not in fields]
+    if missing:
+        raise ForensicsError(f"--pairs {pairs}: missing column(s) {', '.join(missing)} (it has {', '.join(fields)})")
+    scorer = load_scorer(model)
+    base = pairs_path.parent
+    images, position, unreadable = [], {}, {}
+    for row in rows:
+        for column in ("a", "b"):
+            name = (row.get(column) or "").strip()
+            if name in position or name in unreadable:
+                continue
+            try:
+                if not name:
+                    raise ImageReadError(f"(empty {column})", "no path given")
+                images.append(read_image(base / name))
+                position[name] = len(images) - 1
+            except ImageReadError as error:
+                unreadable[name] = str(error)
+                print(f"warning: {error}", file=sys.stderr)
+    vectors = scorer.embed_panels(images, batch_size=batch_size)
+    for row in rows:
+        a, b = (row.get("a") or "").strip(), (row.get("b") or "").strip()
+        if a in position and b in position:
+            distance = float(np.abs(vectors[position[a]] - vectors[position[b]]).sum())
+            p_same = float(p_same_of(distance))
+            row.update(distance=f"{distance:.6f}", p_same=f"{p_same:.6f}", same=str(p_same > 0.5))
+        else:
+            row.update(distance="", p_same="", same="")
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f for f in fields if f not in SIMILARITY_COLUMNS]
+                                + list(SIMILARITY_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(out_path)
+
+
+def compare(image_a: str, image_b: str, model: str | None = None) -> None:
+    """Print {"distance", "p_same", "same"} of two images as JSON (Siamese network only)."""
+    from keras_forensics.screening.screener import Screener
+
+    result = Screener.load(model, progress=False).similarity(image_a, image_b)
+    print(json.dumps(result))
+
+
+def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, model: str | None = None,
+           calibration: str | None = None, neighbours: int = 2, split: str = "pdf", min_panel_size: int = 64,
+           method: str = "auto", exact_max: int = 5000, verify: bool = True) -> str:
+    """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
+
+    REPORT_DIR gets pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined,
+    relation, a_file, a_page, a_box, b_file, b_page, b_box, note), panels/ (the crops) and
+    report.html. Candidate pairs: Siamese distance <= --threshold or among each panel's
+    --neighbours nearest; each is verified with keypoints (SIFT + RANSAC) and ranked by the
+    calibrated combined score. --index INDEX_DIR also compares with every indexed panel.
+    --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw.
+    """
+    from keras_forensics.screening.screener import NothingToScreen, Screener
+
+    _warnings_to_stderr()
+    paths = _inputs(inputs)
+    if not paths:
+        raise ForensicsError("screen needs at least one INPUT (image files, folders or PDFs)")
+    screener = Screener.load(model, calibration, threshold=threshold, neighbours=neighbours, split=split,
+                             min_panel_size=min_panel_size, exact_max=exact_max, verify=verify)
+    try:
+        result = screener.screen(paths, out=out, index=index, method=method)
+    except NothingToScreen as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    suspects = sum(r.combined > 0.5 for r in result)
+    print(f"{len(result.panels)} panel(s), {len(result)} candidate pair(s), {suspects} suspected; "
+          f"{len(result.problems)} input(s) skipped", file=sys.stderr)
+    return str(Path(out) / "report.html")
+
+
+class index:  # noqa: N801 - the command's name on the command line
+    """Embed a corpus once, to screen new manuscripts against it: `index build` / `index add`."""
+
+    def build(self, *inputs, out: str, model: str | None = None, kind: str = "hnsw", split: str = "pdf",
+              min_panel_size: int = 64) -> dict:
+        """Embed every panel of INPUT... (files, folders, PDFs) into a new index at --out.
+
+        --kind hnsw (approximate, scales to large corpora) or flat (exact).
+        """
+        from keras_forensics.screening import index as index_lib
+        from keras_forensics.screening.model import load_scorer
+
+        _warnings_to_stderr()
+        result = index_lib.build(_inputs(inputs), out, load_scorer(model), kind=kind, split=split,
+                                 min_size=min_panel_size)
+        return _index_summary(result)
+
+    def add(self, *inputs, index: str, model: str | None = None, split: str = "pdf",
+            min_panel_size: int = 64) -> dict:
+        """Embed the panels of INPUT... into the existing index --index (files already indexed are skipped)."""
+        from keras_forensics.screening import index as index_lib
+        from keras_forensics.screening.model import load_scorer
+
+        _warnings_to_stderr()
+        result = index_lib.add(_inputs(inputs), index, load_scorer(model), split=split, min_size=min_panel_size)
+        return _index_summary(result)
+
+
+def _index_summary(result: dict) -> dict:
+    for problem in result.pop("problems"):
+        print(f"warning: skipped {problem}", file=sys.stderr)
+    return result

@@ -1,0 +1,248 @@
+"""The Siamese scorer used by every screening command: load it, embed panels with it.
+
+A scorer maps preprocessed panels [N, 128, 128, 1] to *weighted* embeddings alpha * C(I) (see
+`WeightedL1Distance.weight`): the L1 distance between two weighted embeddings is the network's
+distance f, so every panel is embedded once and pairs are compared with plain L1 (blockwise in
+TensorFlow or with FAISS METRIC_L1), never by running the pair model on each pair.
+
+`load_scorer(model)` accepts:
+
+* a TF-Serving model base path (`saved_models/siamese`, the default): the newest numeric version
+  folder is loaded with `tf.saved_model.load` and its `embed` signature is used;
+* one SavedModel folder (holding saved_model.pb);
+* a training run dir (model_dir, holding model.keras = the triplet model), or a run dir whose
+  training has not finished yet (its checkpoints/best.keras, copied before loading because the
+  trainer rewrites it);
+* a .keras file saved by the trainer (triplet or pair model).
+
+Keras files are loaded without deserialising code: the network is rebuilt from the file's own
+config (its "embedding" and "distance" layers, both registered Keras objects) and the weights are
+loaded into it, which also reads triplet models saved by early runs with a Lambda layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from keras_forensics.errors import ForensicsError
+
+logger = logging.getLogger(__name__)
+
+#: Where the shipped Siamese model lives (TF-Serving layout: saved_models/siamese/<version>/).
+DEFAULT_MODEL = Path("saved_models") / "siamese"
+
+NO_MODEL_HELP = (
+    "no Siamese model found at {where}: pass --model RUN_DIR|MODEL.keras|SAVED_MODEL_DIR, or train one "
+    "(python -m keras_forensics.train siamese --preset quick) and export it "
+    "(python tools/export.py siamese --model_dir RUN_DIR)"
+)
+
+_VERSION = re.compile(r"^\d+$")
+
+
+class SiameseScorer:
+    """Weighted embeddings of preprocessed panels, from a Keras model or a SavedModel.
+
+    Attributes:
+        source: what was loaded (path and kind), for reports.
+        input_size: the side of the network's square input (128).
+        embedding, distance: the Keras embedding model and `WeightedL1Distance` layer when the
+            scorer was loaded from a Keras file (Grad-CAM needs them), else None.
+    """
+
+    def __init__(self, weighted_fn, input_size: int, source: str, embedding=None, distance=None):
+        self._weighted_fn = weighted_fn
+        self.input_size = int(input_size)
+        self.source = source
+        self.embedding = embedding
+        self.distance = distance
+
+    @classmethod
+    def from_keras(cls, embedding, distance, source: str = "keras model") -> "SiameseScorer":
+        """A scorer from an embedding model and its `WeightedL1Distance` layer."""
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def weighted(images):
+            return distance.weight(embedding(images, training=False))
+
+        return cls(weighted, int(embedding.input_shape[1]), source, embedding, distance)
+
+    @property
+    def has_keras(self) -> bool:
+        return self.embedding is not None
+
+    def weighted_embed(self, images):
+        """[N, S, S, 1] float32 (preprocessed) -> [N, D] tensor alpha * embedding (differentiable)."""
+        return self._weighted_fn(images)
+
+    def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Preprocessed [N, S, S, 1] -> [N, D] float32 NumPy weighted embeddings, in batches."""
+        import tensorflow as tf
+
+        images = np.asarray(images, np.float32)
+        if not len(images):
+            return np.zeros((0, self.dimension), np.float32)
+        parts = [np.asarray(self._weighted_fn(tf.constant(images[i:i + batch_size])))
+                 for i in range(0, len(images), batch_size)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def embed_panels(self, panels, batch_size: int = 64, progress: bool = True,
+                     description: str = "embedding panels") -> np.ndarray:
+        """Panels of any sizes ([H, W] float in [0, 1]) -> [N, D] weighted embeddings.
+
+        Each panel goes through `keras_forensics.preprocessing` (the one preprocessing shared with
+        the CLI and the serving signatures) and through the network once, in batches.
+        """
+        from tqdm.auto import tqdm
+
+        from keras_forensics import preprocessing
+
+        panels = list(panels)
+        if not panels:
+            return np.zeros((0, self.dimension), np.float32)
+        out = []
+        with tqdm(total=len(panels), desc=description, unit="panel", disable=not progress,
+                  leave=False) as bar:
+            for start in range(0, len(panels), batch_size):
+                chunk = panels[start:start + batch_size]
+                out.append(self.embed(preprocessing.batch(chunk, self.input_size), batch_size))
+                bar.update(len(chunk))
+        return np.concatenate(out)
+
+    @property
+    def dimension(self) -> int:
+        if not hasattr(self, "_dimension"):
+            self._dimension = int(self.embed(np.zeros((1, self.input_size, self.input_size, 1))).shape[1])
+        return self._dimension
+
+    def fingerprint(self) -> np.ndarray:
+        """Weighted embeddings [2, D] of two fixed probe images: equal for equal weights.
+
+        An index stores it, so a corpus embedded by one model is never searched with another's
+        embeddings (their distances would mean nothing).
+        """
+        size = self.input_size
+        y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        probes = np.stack([0.5 + 0.5 * np.sin(12 * x) * np.cos(7 * y), np.clip(x * y * 1.5, 0, 1)])
+        return self.embed(probes[..., None])
+
+
+def same_model(fingerprint_a, fingerprint_b) -> bool:
+    """Whether two fingerprints come from the same weights (float noise of SavedModel vs Keras allowed)."""
+    a, b = np.asarray(fingerprint_a, np.float32), np.asarray(fingerprint_b, np.float32)
+    if a.shape != b.shape:
+        return False
+    scale = max(float(np.abs(a).max()), 1e-6)
+    return bool(np.max(np.abs(a - b)) <= 1e-3 * scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def default_model_path() -> Path:
+    """saved_models/siamese under the working directory, else under the repository checkout."""
+    candidates = [DEFAULT_MODEL, Path(__file__).resolve().parents[2] / DEFAULT_MODEL]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise ForensicsError(NO_MODEL_HELP.format(where=DEFAULT_MODEL))
+
+
+def load_scorer(model: str | os.PathLike | None = None) -> SiameseScorer:
+    """Load a Siamese scorer (see the module docstring for what `model` may be; None = shipped)."""
+    path = Path(model) if model is not None else default_model_path()
+    if not path.exists():
+        raise ForensicsError(NO_MODEL_HELP.format(where=path))
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise ForensicsError(f"--model {path}: expected a .keras file, a run dir or a SavedModel folder")
+        return _load_keras_file(path)
+    if (path / "saved_model.pb").is_file():
+        return _load_saved_model(path)
+    versions = sorted((int(p.name) for p in path.iterdir()
+                       if p.is_dir() and _VERSION.match(p.name) and (p / "saved_model.pb").is_file()))
+    if versions:
+        return _load_saved_model(path / str(versions[-1]))
+    if (path / "model.keras").is_file():
+        return _load_keras_file(path / "model.keras")
+    best = path / "checkpoints" / "best.keras"
+    if best.is_file():
+        logger.warning("%s has no model.keras yet (training not finished): using its best checkpoint so far",
+                       path)
+        return _load_keras_file(best, copy_first=True)
+    raise ForensicsError(NO_MODEL_HELP.format(where=path))
+
+
+def _load_saved_model(path: Path) -> SiameseScorer:
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:  # TF raises many types for a broken folder
+        raise ForensicsError(f"{path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
+    if "embed" not in loaded.signatures:
+        raise ForensicsError(f"{path}: the SavedModel has no 'embed' signature "
+                             f"(it has {sorted(loaded.signatures)}); export it with tools/export.py siamese")
+    function = loaded.signatures["embed"]
+    _, kwargs = function.structured_input_signature
+    if len(kwargs) != 1:
+        raise ForensicsError(f"{path}: the 'embed' signature must take one input, it takes {sorted(kwargs)}")
+    (input_name, spec), = kwargs.items()
+    if "weighted_embedding" not in function.structured_outputs:
+        raise ForensicsError(f"{path}: the 'embed' signature has no 'weighted_embedding' output")
+
+    def weighted(images):
+        return function(**{input_name: tf.convert_to_tensor(images, tf.float32)})["weighted_embedding"]
+
+    scorer = SiameseScorer(weighted, int(spec.shape[1]), f"SavedModel {path}")
+    scorer._saved_model = loaded  # keep the restored object (and its variables) alive
+    return scorer
+
+
+def _load_keras_file(path: Path, copy_first: bool = False) -> SiameseScorer:
+    """Rebuild the model the trainer saved from the file's own config, then load its weights."""
+    if copy_first:
+        # The trainer rewrites checkpoints/best.keras at each validation: read a stable copy.
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / "model.keras"
+            shutil.copyfile(path, copy)
+            scorer = _load_keras_file(copy)
+        scorer.source = f"keras {path}"
+        return scorer
+
+    import keras
+
+    from keras_forensics.models import siamese
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
+        raise ForensicsError(f"{path}: not a Keras .keras file ({error})") from None
+    layers = {layer.get("config", {}).get("name"): layer for layer in config.get("config", {}).get("layers", [])}
+    if "embedding" not in layers or "distance" not in layers:
+        raise ForensicsError(f"{path}: not a Siamese model (no 'embedding' and 'distance' layers); "
+                             "pass the model.keras a `train siamese` run wrote")
+    try:
+        embedding = keras.saving.deserialize_keras_object(layers["embedding"])
+        distance = keras.saving.deserialize_keras_object(layers["distance"])
+        if config.get("config", {}).get("name") == "siamese_pair":
+            model = siamese.build_pair_model(embedding, distance)
+        else:
+            model = siamese.build_triplet_model(embedding, distance)
+        model.load_weights(path)
+    except Exception as error:  # Keras raises many types for a mismatched file
+        raise ForensicsError(f"{path}: cannot load the Siamese weights ({type(error).__name__}: {error})") from None
+    embedding, distance = siamese.parts_of(model)
+    return SiameseScorer.from_keras(embedding, distance, source=f"keras {path}")

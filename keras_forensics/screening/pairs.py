@@ -1,0 +1,310 @@
+"""All pairs of panels within a distance threshold: exact (blockwise TensorFlow) or FAISS.
+
+The inputs are *weighted* embeddings alpha * C(I) (`SiameseScorer.embed_panels`), so the Siamese
+distance f(I, J) = sum_k alpha_k |C_k(I) - C_k(J)| is the plain L1 distance between rows.
+
+* `exact_pairs`: every pair, computed block by block in TensorFlow (a [rows, cols] block of
+  distances at a time, the L1 sum split over slices of the embedding so no [rows, cols, D] tensor
+  is ever materialised), with no Python loop over pairs. Used below `EXACT_MAX` panels.
+* `faiss_pairs`: FAISS with METRIC_L1 (alpha >= 0, so the weighted metric is plain L1): "flat"
+  is exact (range search), "hnsw" is approximate and scales to large corpora (k-NN search of
+  `max_neighbours` per panel, filtered by the threshold; FAISS's HNSW range search is not used
+  because it aborts the process in faiss-cpu 1.15 on some inputs).
+* `search_pairs`: picks one of them ("auto": exact up to `EXACT_MAX`, HNSW above).
+
+Besides the pairs within `threshold`, each function can add every panel's `k` nearest others
+whatever their distance: with the verifier behind the network, a generous candidate set costs a
+few keypoint matches and catches re-uses the network ranks first but scores above the threshold.
+
+faiss-cpu is an optional dependency (`pip install keras_forensics[search]`); without it, the exact
+path still works and the FAISS functions raise a ForensicsError saying how to install it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+
+import numpy as np
+
+from keras_forensics.errors import ForensicsError
+
+logger = logging.getLogger(__name__)
+
+#: Up to this many panels, screening compares all pairs exactly.
+EXACT_MAX = 5000
+
+#: HNSW parameters (graph degree, build and search beam widths) and the neighbours looked at per
+#: panel (a panel re-used more than MAX_NEIGHBOURS times keeps its nearest MAX_NEIGHBOURS),
+#: measured with `tools/benchmark.py screen`.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 40
+HNSW_EF_SEARCH = 32
+MAX_NEIGHBOURS = 16
+
+FAISS_HELP = "FAISS is not installed: pip install 'keras_forensics[search]' (or pip install faiss-cpu)"
+
+
+@dataclasses.dataclass
+class Pairs:
+    """Pairs (first[n], second[n]) with first < second, and their distances."""
+
+    first: np.ndarray
+    second: np.ndarray
+    distance: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def as_set(self) -> set[tuple[int, int]]:
+        return set(zip(self.first.tolist(), self.second.tolist()))
+
+    @classmethod
+    def empty(cls) -> "Pairs":
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+    @classmethod
+    def from_directed(cls, rows, cols, distances) -> "Pairs":
+        """Canonical, de-duplicated pairs from (row, col, distance) triplets in any direction."""
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        distances = np.asarray(distances, np.float32)
+        keep = (rows != cols) & (cols >= 0) & (rows >= 0)
+        rows, cols, distances = rows[keep], cols[keep], distances[keep]
+        first, second = np.minimum(rows, cols), np.maximum(rows, cols)
+        order = np.lexsort((distances, second, first))
+        first, second, distances = first[order], second[order], distances[order]
+        unique = np.ones(len(first), bool)
+        unique[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
+        return cls(first[unique], second[unique], distances[unique])
+
+
+def faiss_module():
+    """The faiss module, or a ForensicsError with the install command."""
+    try:
+        import faiss
+    except ImportError:
+        raise ForensicsError(FAISS_HELP) from None
+    return faiss
+
+
+def faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# exact, blockwise in TensorFlow
+
+
+def _slice_width(rows: int, cols: int, dim: int, budget_bytes: int = 32 << 20) -> int:
+    return int(max(1, min(dim, budget_bytes // (4 * rows * cols))))
+
+
+@functools.lru_cache(maxsize=None)
+def _l1_block_fn(width: int):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def l1_block(rows, cols_t):
+        """[B, D] x [D, C] -> [B, C] L1 distances, summing |a - b| over `width`-wide slices of D
+        (unrolled: D is static), so no [B, D, C] tensor is materialised."""
+        dim = rows.shape[1]
+        total = None
+        for start in range(0, dim, width):
+            part = tf.reduce_sum(tf.abs(rows[:, start:start + width, None] - cols_t[None, start:start + width, :]),
+                                 axis=1)
+            total = part if total is None else total + part
+        return total
+
+    return l1_block
+
+
+def l1_distances(a: np.ndarray, b: np.ndarray, block_rows: int = 256, block_cols: int = 2048) -> np.ndarray:
+    """The full [len(a), len(b)] L1 distance matrix, blockwise (for small sets, e.g. a heat map)."""
+    import tensorflow as tf
+
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    out = np.zeros((len(a), len(b)), np.float32)
+    if not len(a) or not len(b):
+        return out
+    block = _l1_block_fn(_slice_width(block_rows, block_cols, a.shape[1]))
+    for c0 in range(0, len(b), block_cols):
+        cols_t = tf.constant(b[c0:c0 + block_cols].T.copy())
+        for r0 in range(0, len(a), block_rows):
+            out[r0:r0 + block_rows, c0:c0 + block_cols] = block(tf.constant(a[r0:r0 + block_rows]), cols_t).numpy()
+    return out
+
+
+def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: int = 256,
+                block_cols: int = 2048, progress: bool = False) -> Pairs:
+    """Every pair with L1 distance <= threshold, plus each row's `k` nearest others; exact.
+
+    Blocks of `block_rows` x `block_cols` distances are computed in TensorFlow; only the blocks
+    on or above the diagonal are needed when k = 0. The selection inside a block (threshold,
+    top-k) is done in TensorFlow too, so only the selected pairs come back to Python.
+    """
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    vectors = np.asarray(vectors, np.float32)
+    count = len(vectors)
+    if count < 2:
+        return Pairs.empty()
+    block = _l1_block_fn(_slice_width(block_rows, block_cols, vectors.shape[1]))
+    select = _select_fn()
+    threshold_t = tf.constant(float(threshold), tf.float32)
+    k = int(min(k, count - 1))
+    row_starts = range(0, count, block_rows)
+    rows_out, cols_out, dist_out = [], [], []
+    cols_t_blocks = [tf.constant(vectors[c0:c0 + block_cols].T.copy()) for c0 in range(0, count, block_cols)]
+    for r0 in tqdm(row_starts, desc="comparing all pairs", unit="block", disable=not progress, leave=False):
+        rows = tf.constant(vectors[r0:r0 + block_rows])
+        best_d = best_i = None
+        for c_index, cols_t in enumerate(cols_t_blocks):
+            c0 = c_index * block_cols
+            c1 = c0 + int(cols_t.shape[1])
+            if not k and c1 <= r0:
+                continue  # below the diagonal: its pairs come from the mirrored block
+            distances = block(rows, cols_t)
+            pair_r, pair_c, pair_d, top_d, top_i = select(distances, tf.constant(r0, tf.int64),
+                                                          tf.constant(c0, tf.int64), threshold_t,
+                                                          tf.constant(max(k, 1)))
+            rows_out.append(pair_r.numpy())
+            cols_out.append(pair_c.numpy())
+            dist_out.append(pair_d.numpy())
+            if k:
+                best_d = top_d if best_d is None else tf.concat([best_d, top_d], 1)
+                best_i = top_i if best_i is None else tf.concat([best_i, top_i], 1)
+                best_d, keep = tf.math.top_k(-best_d, k=min(k, int(best_d.shape[1])))
+                best_d, best_i = -best_d, tf.gather(best_i, keep, batch_dims=1)
+        if k:
+            local = np.repeat(np.arange(r0, r0 + int(rows.shape[0])), best_i.shape[1])
+            rows_out.append(local)
+            cols_out.append(best_i.numpy().ravel())
+            dist_out.append(best_d.numpy().ravel())
+    return Pairs.from_directed(np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(dist_out))
+
+
+@functools.lru_cache(maxsize=None)
+def _select_fn():
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def select(distances, r0, c0, threshold, k):
+        """Pairs of the block above the diagonal within the threshold, and each row's top k."""
+        shape = tf.shape(distances, out_type=tf.int64)
+        rows = r0 + tf.range(shape[0])[:, None]
+        cols = c0 + tf.range(shape[1])[None, :]
+        mask = (distances <= threshold) & (cols > rows)
+        where = tf.where(mask)
+        pair_d = tf.gather_nd(distances, where)
+        pair_r, pair_c = r0 + where[:, 0], c0 + where[:, 1]
+        not_self = tf.where(cols == rows, tf.constant(np.inf, distances.dtype), distances)
+        k = tf.minimum(tf.cast(k, tf.int32), tf.cast(shape[1], tf.int32))
+        top_d, top_i = tf.math.top_k(-not_self, k=k)
+        return pair_r, pair_c, pair_d, -top_d, tf.cast(top_i, tf.int64) + c0
+
+    return select
+
+
+# ---------------------------------------------------------------------------------------------
+# FAISS
+
+
+def build_faiss_index(vectors: np.ndarray | None, kind: str = "hnsw", dimension: int | None = None,
+                      hnsw_m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION):
+    """An IndexFlat or IndexHNSWFlat with METRIC_L1 holding `vectors` (may be None: empty index)."""
+    faiss = faiss_module()
+    dimension = dimension or np.asarray(vectors).shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlat(dimension, faiss.METRIC_L1)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_L1)
+        index.hnsw.efConstruction = ef_construction
+    else:
+        raise ForensicsError(f"unknown FAISS index kind {kind!r} (use 'flat' or 'hnsw')")
+    if vectors is not None and len(vectors):
+        index.add(np.ascontiguousarray(vectors, np.float32))
+    return index
+
+
+def query_index(index, queries: np.ndarray, threshold: float, k: int = 0,
+                max_neighbours: int = MAX_NEIGHBOURS, ef_search: int = HNSW_EF_SEARCH):
+    """(query row, index id, distance) of index entries within `threshold` of each query, plus each
+    query's `k` nearest. Exact for a flat index (range search); HNSW looks at the
+    `max(max_neighbours, k)` nearest entries it finds."""
+    faiss = faiss_module()
+    queries = np.ascontiguousarray(queries, np.float32)
+    if not len(queries) or not index.ntotal:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    rows, ids, distances = [], [], []
+    if isinstance(index, faiss.IndexHNSW):
+        neighbours = int(min(max(max_neighbours, k), index.ntotal))
+        index.hnsw.efSearch = max(ef_search, neighbours)
+        found_d, found_i = index.search(queries, neighbours)
+        rank = np.broadcast_to(np.arange(neighbours), found_d.shape)
+        keep = (found_i >= 0) & ((found_d <= threshold) | (rank < k))
+        rows.append(np.nonzero(keep)[0])
+        ids.append(found_i[keep])
+        distances.append(found_d[keep])
+    else:
+        # Range search keeps distances strictly below the radius; nudge it to include equality.
+        limits, found_d, found_i = index.range_search(queries, float(np.nextafter(np.float32(threshold),
+                                                                                   np.float32(np.inf))))
+        rows.append(np.repeat(np.arange(len(queries)), np.diff(limits).astype(np.int64)))
+        ids.append(found_i)
+        distances.append(found_d)
+        if k:
+            top_d, top_i = index.search(queries, int(min(k, index.ntotal)))
+            keep = top_i >= 0
+            rows.append(np.nonzero(keep)[0])
+            ids.append(top_i[keep])
+            distances.append(top_d[keep])
+    return (np.concatenate(rows).astype(np.int64), np.concatenate(ids).astype(np.int64),
+            np.concatenate(distances).astype(np.float32))
+
+
+def faiss_pairs(vectors: np.ndarray, threshold: float, kind: str = "hnsw", k: int = 0,
+                max_neighbours: int = MAX_NEIGHBOURS, hnsw_m: int = HNSW_M,
+                ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int = HNSW_EF_SEARCH) -> Pairs:
+    """All pairs within `threshold` (plus each row's `k` nearest) with a FAISS index of the rows.
+
+    A pair is kept when either side finds the other, which raises HNSW's recall.
+    """
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    if len(vectors) < 2:
+        return Pairs.empty()
+    index = build_faiss_index(vectors, kind, hnsw_m=hnsw_m, ef_construction=ef_construction)
+    # The query itself is among its own neighbours: ask for one more.
+    rows, ids, distances = query_index(index, vectors, threshold, k + 1 if k else 0, max_neighbours + 1,
+                                       ef_search)
+    keep = rows != ids
+    return Pairs.from_directed(rows[keep], ids[keep], distances[keep])
+
+
+def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k: int = 0,
+                 exact_max: int = EXACT_MAX, progress: bool = False) -> tuple[Pairs, str]:
+    """Pairs within the threshold (plus k nearest) and the method used.
+
+    method: "exact" (blockwise TF), "flat" / "hnsw" (FAISS) or "auto" (exact up to `exact_max`
+    panels, HNSW above; exact with a warning when FAISS is missing).
+    """
+    count = len(vectors)
+    if method == "auto":
+        if count <= exact_max:
+            method = "exact"
+        elif faiss_available():
+            method = "hnsw"
+        else:
+            logger.warning("%d panels and no FAISS: comparing all pairs exactly, which is slow (%s)",
+                           count, FAISS_HELP)
+            method = "exact"
+    if method == "exact":
+        return exact_pairs(vectors, threshold, k=k, progress=progress), method
+    if method in ("flat", "hnsw"):
+        return faiss_pairs(vectors, threshold, kind=method, k=k), method
+    raise ForensicsError(f"unknown search method {method!r} (use auto, exact, flat or hnsw)")

@@ -1,0 +1,123 @@
+"""The combined score of a pair: Siamese p_same and verifier inliers, calibrated.
+
+    combined = sigmoid(bias + siamese_weight * (1 - distance) + inlier_weight * log(1 + inliers))
+
+(1 - distance) is the Siamese network's logit (p_same = sigmoid(1 - distance), Cicconet et al.)
+and log(1 + inliers) the verifier's evidence, which grows slowly once a handful of inliers have
+made geometry certain. The three numbers are a logistic regression fitted on a validation folder
+of known re-uses (`CombinedScore.fit`; `tools/benchmark.py screen-accuracy --calibration_folder`
+fits, reports and can write them). Both weights are kept >= 0, so more inliers or a smaller
+distance never lower the score. `calibration.json` beside this file holds the shipped model's
+calibration; `screen --calibration FILE` uses another.
+
+Identical files and pixel-identical panels bypass the formula: their combined score is 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from keras_forensics.errors import ForensicsError
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+
+
+def features(distance, inliers) -> np.ndarray:
+    """[N, 2]: the Siamese logit (1 - distance, floored at -20) and log(1 + inliers)."""
+    distance = np.asarray(distance, np.float64)
+    inliers = np.asarray(inliers, np.float64)
+    return np.stack([np.maximum(1.0 - distance, -20.0), np.log1p(np.maximum(inliers, 0.0))], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CombinedScore:
+    """sigmoid(bias + siamese_weight * (1 - distance) + inlier_weight * log(1 + inliers)).
+
+    Attributes:
+        fitted_on: what the calibration was fitted on (folder, pairs, model), for reports.
+    """
+
+    bias: float = -6.0
+    siamese_weight: float = 1.0
+    inlier_weight: float = 2.5
+    fitted_on: str = "not fitted: prior values"
+
+    def __call__(self, distance, inliers) -> np.ndarray:
+        x = features(distance, inliers)
+        logit = self.bias + self.siamese_weight * x[..., 0] + self.inlier_weight * x[..., 1]
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    @classmethod
+    def fit(cls, distance, inliers, labels, l2: float = 1e-3, fitted_on: str = "",
+            iterations: int = 100) -> "CombinedScore":
+        """Logistic regression by Newton's method (IRLS) with a small L2 penalty on the weights;
+        a weight that comes out negative is fixed at 0 and the others refitted."""
+        x = features(distance, inliers)
+        y = np.asarray(labels, np.float64)
+        if y.min() == y.max():
+            raise ForensicsError("calibration needs both re-used and different pairs")
+        active = [0, 1]
+        while True:
+            design = np.concatenate([np.ones((len(x), 1)), x[:, active]], axis=1)
+            weights = np.zeros(design.shape[1])
+            penalty = np.full(design.shape[1], l2)
+            penalty[0] = 0.0
+            for _ in range(iterations):
+                p = 1.0 / (1.0 + np.exp(-design @ weights))
+                gradient = design.T @ (p - y) + penalty * weights
+                hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
+                step = np.linalg.solve(hessian, gradient)
+                weights -= step
+                if np.max(np.abs(step)) < 1e-8:
+                    break
+            negative = [a for a, w in zip(active, weights[1:]) if w < 0]
+            if not negative:
+                break
+            active = [a for a in active if a not in negative]
+        full = np.zeros(2)
+        full[active] = weights[1:]
+        return cls(float(weights[0]), float(full[0]), float(full[1]), fitted_on)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path=None) -> "CombinedScore":
+        """A saved calibration; without a path the shipped one (or the prior if none ships)."""
+        path = Path(path) if path is not None else CALIBRATION_FILE
+        if not path.is_file():
+            if path == CALIBRATION_FILE:
+                return cls()
+            raise ForensicsError(f"--calibration {path}: no such file")
+        try:
+            values = json.loads(path.read_text())
+            return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ForensicsError(f"{path}: not a calibration file ({error})") from None
+
+
+def average_precision(scores, labels) -> float:
+    """Average precision (area under the precision-recall steps), ties counted as one threshold:
+    a score that cannot separate two pairs gets no credit for the order it happens to list them in."""
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels, bool)
+    positives = labels.sum()
+    if not positives:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    scores, labels = scores[order], labels[order]
+    # The last index of each run of equal scores.
+    ends = np.append(np.nonzero(np.diff(scores))[0], len(scores) - 1)
+    true_positives = np.cumsum(labels)[ends]
+    precision = true_positives / (ends + 1)
+    recall = true_positives / positives
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))

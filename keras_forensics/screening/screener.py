@@ -1,0 +1,291 @@
+"""`Screener`: the Python API of screening (the CLI commands are thin wrappers around it).
+
+Example:
+    >>> from keras_forensics import Screener
+    >>> screener = Screener.load()                       # saved_models/siamese, or model=RUN_DIR
+    >>> screener.similarity("fig1.png", "fig2.png")      # {"distance": ..., "p_same": ..., "same": ...}
+    >>> pairs = screener.screen(["manuscript.pdf", "figures/"], out="report")
+    >>> for pair in pairs[:5]:
+    ...     print(pair.rank, pair.a.label, pair.b.label, pair.combined, pair.relation)
+
+Two stages (Cicconet et al. retrieve; a keypoint verifier confirms):
+1. every panel is embedded once (weighted embeddings, batched, with a progress bar); pairs within
+   `threshold` of the Siamese distance f -- plus each panel's `neighbours` nearest panels, a
+   generous candidate set -- come from an exact blockwise comparison (up to `exact_max` panels) or
+   FAISS HNSW (above), and from an index of earlier papers (`index=`);
+2. each candidate is verified with SIFT + RANSAC (`verify.Verifier`), and the calibrated
+   `scoring.CombinedScore` of p_same and inliers ranks the pairs.
+Byte-identical files are reported first, with distance 0, before any network runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from keras_forensics.errors import ForensicsError
+from keras_forensics.screening import panels as panels_lib
+from keras_forensics.screening.panels import Panel
+from keras_forensics.screening.scoring import CombinedScore
+
+logger = logging.getLogger(__name__)
+
+
+def p_same_of(distance):
+    """sigmoid(1 - f): the paper's probability that two panels are the same."""
+    return 1.0 / (1.0 + np.exp(-(1.0 - np.asarray(distance, np.float64))))
+
+
+@dataclasses.dataclass
+class PairRecord:
+    """One suspected pair. `a` / `b` are Panels (their file, page, box, pixels).
+
+    Attributes:
+        distance: the Siamese distance f (0 for identical files).
+        p_same: sigmoid(1 - distance).
+        inliers: verifier inlier count (None when the pair was not verified).
+        verification: the verifier's full result (transform, inlier points), or None.
+        combined: the calibrated combined score in [0, 1]; pairs are ranked by it.
+        relation: within-figure, within-paper or across-papers.
+        note: "identical file" for byte-identical files, else "".
+        rank: 1 = most suspicious.
+    """
+
+    a: Panel
+    b: Panel
+    distance: float
+    p_same: float
+    combined: float
+    relation: str
+    inliers: int | None = None
+    verification: object = None
+    note: str = ""
+    rank: int = 0
+
+    @property
+    def transform(self) -> str:
+        return self.verification.transform_text() if self.verification is not None else ""
+
+    @property
+    def same(self) -> bool:
+        return self.combined > 0.5
+
+
+class ScreenResult(list):
+    """The ranked PairRecords, plus what was screened and what was skipped.
+
+    Attributes:
+        panels: every panel screened (index panels excluded).
+        problems: inputs or parts of inputs that could not be screened, with the reason.
+        method: how candidate pairs were found ("exact", "hnsw", ...).
+    """
+
+    def __init__(self, records=(), panels=(), problems=(), method="", inputs=(), model="", threshold=1.0,
+                 combiner=None, index=None):
+        super().__init__(records)
+        self.panels = list(panels)
+        self.problems = list(problems)
+        self.method = method
+        self.inputs = [str(i) for i in inputs]
+        self.model = model
+        self.threshold = threshold
+        self.combiner = combiner
+        self.index = index
+        self.vectors = None  # weighted embeddings of `panels`, for the report's heat map
+
+
+class Screener:
+    """Screens panels for re-use. See the module docstring for the two stages.
+
+    Args:
+        scorer: a `model.SiameseScorer`.
+        combiner: the calibrated `CombinedScore` (default: the shipped calibration).
+        threshold: Siamese distance up to which a pair is a candidate (f <= 1 is the paper's "same").
+        neighbours: each panel's nearest panels that are candidates whatever their distance.
+        exact_max: above this many panels, FAISS HNSW replaces the exact comparison.
+        split: "pdf" splits PDF figures into panels, "all" also image files, "none" nothing.
+        min_panel_size: panels smaller than this (px, either side) are skipped with a message.
+        verify: run the keypoint verifier on candidates (False: Siamese only).
+        progress: progress bars on stderr.
+    """
+
+    def __init__(self, scorer, combiner: CombinedScore | None = None, threshold: float = 1.0,
+                 neighbours: int = 2, exact_max: int | None = None, split: str = "pdf",
+                 min_panel_size: int = panels_lib.MIN_PANEL_SIZE, verify: bool = True, progress: bool = True):
+        from keras_forensics.screening.pairs import EXACT_MAX
+
+        if threshold < 0 or not math.isfinite(threshold):
+            raise ForensicsError(f"--threshold must be a non-negative number, got {threshold}")
+        if neighbours < 0:
+            raise ForensicsError(f"--neighbours must be >= 0, got {neighbours}")
+        self.scorer = scorer
+        self.combiner = combiner or CombinedScore.load()
+        self.threshold = float(threshold)
+        self.neighbours = int(neighbours)
+        self.exact_max = EXACT_MAX if exact_max is None else int(exact_max)
+        self.split = split
+        self.min_panel_size = int(min_panel_size)
+        self.verify = verify
+        self.progress = progress
+        self._verifier = None
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, calibration: str | os.PathLike | None = None,
+             **options) -> "Screener":
+        """A Screener with the Siamese model at `model` (default saved_models/siamese) and the
+        calibration file `calibration` (default: the shipped one). Other options: see the class."""
+        from keras_forensics.screening.model import load_scorer
+
+        return cls(load_scorer(model), CombinedScore.load(calibration), **options)
+
+    @property
+    def verifier(self):
+        if self._verifier is None:
+            from keras_forensics.screening.verify import Verifier
+
+            self._verifier = Verifier()
+        return self._verifier
+
+    # -----------------------------------------------------------------------------------------
+
+    def similarity(self, a, b) -> dict:
+        """{distance, p_same, same} of two panels (paths or [H, W] float arrays), Siamese only."""
+        images = [_as_image(x) for x in (a, b)]
+        vectors = self.scorer.embed_panels(images, progress=False)
+        distance = float(np.abs(vectors[0] - vectors[1]).sum())
+        p_same = float(p_same_of(distance))
+        return {"distance": distance, "p_same": p_same, "same": p_same > 0.5}
+
+    def embed(self, images) -> np.ndarray:
+        """Weighted embeddings [N, D] of panels (paths or arrays); L1 between rows is f."""
+        return self.scorer.embed_panels([_as_image(x) for x in images], progress=self.progress)
+
+    def screen(self, inputs, out: str | os.PathLike | None = None, index: str | os.PathLike | None = None,
+               method: str = "auto") -> ScreenResult:
+        """Screen files, folders and PDFs; returns the ranked pairs (a `ScreenResult` list).
+
+        Args:
+            inputs: a path or a list of paths (image files, folders searched recursively, PDFs).
+            out: if given, write out/pairs.csv, out/panels/ and out/report.html.
+            index: an index folder (`index build`): also compare against every panel indexed
+                before (the across-papers case).
+            method: "auto", "exact", "flat" or "hnsw" for the within-input comparison.
+
+        Problems (unreadable inputs etc.) are logged as warnings and listed in the result and the
+        report; the screen goes on. Raises `NothingToScreen` when no input could be read.
+        """
+        from keras_forensics.screening.pairs import search_pairs
+
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [inputs]
+        inputs = list(inputs)
+        collection = panels_lib.collect(inputs, split=self.split, min_size=self.min_panel_size,
+                                        progress=self.progress)
+        for problem in collection.problems:
+            logger.warning("skipped %s", problem)
+        if collection.nothing_readable:
+            raise NothingToScreen(collection.problems)
+        records = [self._identical_record(number, item) for number, item in enumerate(collection.identical)]
+        panels = collection.panels
+        opened_index = None
+        if index is not None:
+            from keras_forensics.screening.index import ScreeningIndex
+
+            opened_index = ScreeningIndex.open(index, scorer=self.scorer)
+        vectors = self.scorer.embed_panels([p.image for p in panels], progress=self.progress)
+        candidates, used = search_pairs(vectors, self.threshold, method=method, k=self.neighbours,
+                                        exact_max=self.exact_max, progress=self.progress)
+        pairs = [(panels[i], panels[j], float(d)) for i, j, d in
+                 zip(candidates.first, candidates.second, candidates.distance)]
+        if opened_index is not None and len(panels):
+            rows, entries, distances = opened_index.query(vectors, self.threshold, self.neighbours)
+            for row, entry, distance in zip(rows, entries, distances):
+                indexed = opened_index.panel(int(entry))
+                if indexed.sha256 == panels[row].sha256:
+                    continue  # the same file, indexed earlier: not a re-use of itself
+                pairs.append((panels[row], indexed, float(distance)))
+        records.extend(self._score(pairs))
+        records.sort(key=lambda r: (-r.combined, r.distance))
+        for rank, record in enumerate(records, start=1):
+            record.rank = rank
+        result = ScreenResult(records, panels, collection.problems, used, inputs, self.scorer.source,
+                              self.threshold, self.combiner, str(index) if index is not None else None)
+        result.vectors = vectors
+        if out is not None:
+            from keras_forensics.screening import report
+
+            report.write(out, result, scorer=self.scorer, progress=self.progress)
+        return result
+
+    # -----------------------------------------------------------------------------------------
+
+    def _score(self, pairs) -> list[PairRecord]:
+        from tqdm.auto import tqdm
+
+        records = []
+        for a, b, distance in tqdm(pairs, desc="verifying candidates", unit="pair",
+                                   disable=not self.progress or not pairs, leave=False):
+            verification = None
+            inliers = 0
+            if self.verify:
+                verification = self.verifier.verify(a.image, b.image, _cache_key(a), _cache_key(b))
+                inliers = verification.inliers
+            combined = float(self.combiner(distance, inliers))
+            records.append(PairRecord(a, b, distance, float(p_same_of(distance)), combined,
+                                      panels_lib.relation(a, b), inliers if self.verify else None,
+                                      verification))
+        return records
+
+    def _identical_record(self, number: int, item) -> PairRecord:
+        """Byte-identical files: distance 0 by definition; no network, no verifier."""
+        a, b = _file_panel(item.original, f"identical{number}a"), _file_panel(item.copy, f"identical{number}b")
+        return PairRecord(a, b, 0.0, float(p_same_of(0.0)), 1.0,
+                          "identical-file", None, None, note=f"identical file (sha256 {item.sha256[:12]})")
+
+
+class NothingToScreen(ForensicsError):
+    """No input could be read (the CLI exits with status 1)."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        detail = "; ".join(str(p) for p in self.problems[:3]) + (" ..." if len(self.problems) > 3 else "")
+        super().__init__(f"no input could be read ({detail})" if detail else "no input given")
+
+
+def _cache_key(panel: Panel):
+    return (panel.figure_key, panel.box, panel.key)
+
+
+def _as_image(item) -> np.ndarray:
+    from keras_forensics.data.io import read_image
+
+    if isinstance(item, (str, os.PathLike)):
+        return read_image(item)
+    image = np.asarray(item, np.float32)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim != 2:
+        raise ForensicsError(f"a panel must be a path or an [H, W] array, got shape {image.shape}")
+    return image
+
+
+def _file_panel(path: str, key: str) -> Panel:
+    """A whole-file panel for the identical-files rows (pixels only for images, for the report)."""
+    from keras_forensics.errors import ImageReadError
+    from keras_forensics.data.io import read_image
+    from keras_forensics.screening.pdf import is_pdf
+
+    image = None
+    if not is_pdf(path):
+        try:
+            image = read_image(path)
+        except ImageReadError:
+            image = None
+    height, width = image.shape if image is not None else (0, 0)
+    return Panel(image, str(path), None, None, (0, 0, width, height), str(Path(path).parent), str(path),
+                 key=key, figure_size=(width, height))

@@ -1,0 +1,154 @@
+"""Pair search at scale: exact blockwise TF, FAISS flat and HNSW; the corpus index; calibration."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from screening_helpers import run_cli, save_gray, skimage_gray, tiny_triplet_model
+
+
+def _clustered(count=1200, dimension=16, seed=0):
+    """Points with planted near-duplicate groups, as weighted embeddings look."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(0, 0.4, (count, dimension)).astype(np.float32)
+    copies = rng.choice(count, count // 5, replace=False)
+    vectors[copies] = vectors[rng.integers(0, count, len(copies))] + rng.normal(0, 0.03, (len(copies), dimension))
+    return vectors
+
+
+def _brute_force(vectors, threshold):
+    distances = np.abs(vectors[:, None] - vectors[None]).sum(-1)
+    first, second = np.nonzero(np.triu(distances <= threshold, 1))
+    return set(zip(first.tolist(), second.tolist())), distances
+
+
+def test_exact_blockwise_matches_brute_force_including_nearest_neighbours():
+    from keras_forensics.screening.pairs import exact_pairs
+
+    vectors = _clustered(700, 12, seed=1)
+    truth, distances = _brute_force(vectors, 1.0)
+    # Blocks smaller than the set, and not dividing it, so every edge case of the loop runs.
+    found = exact_pairs(vectors, 1.0, block_rows=96, block_cols=160)
+    assert found.as_set() == truth and len(truth) > 100
+    np.testing.assert_allclose(found.distance, distances[found.first, found.second], rtol=1e-5, atol=1e-5)
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1)[:, :2]
+    expected = truth | {(min(i, j), max(i, j)) for i in range(len(vectors)) for j in nearest[i]}
+    assert exact_pairs(vectors, 1.0, k=2, block_rows=96, block_cols=160).as_set() == expected
+
+
+def test_faiss_and_exact_screening_agree_on_a_random_set():
+    from keras_forensics.screening.pairs import exact_pairs, faiss_pairs, search_pairs
+
+    vectors = _clustered(1500, 16)
+    exact = exact_pairs(vectors, 1.0)
+    assert len(exact) > 200
+    flat = faiss_pairs(vectors, 1.0, kind="flat")
+    assert flat.as_set() == exact.as_set()
+    np.testing.assert_allclose(flat.distance, exact.distance, rtol=1e-4, atol=1e-4)
+    hnsw = faiss_pairs(vectors, 1.0, kind="hnsw")
+    assert hnsw.as_set() <= exact.as_set()
+    assert len(hnsw.as_set() & exact.as_set()) / len(exact) >= 0.99
+    # auto: exact at or below exact_max, HNSW above.
+    assert search_pairs(vectors, 1.0, exact_max=len(vectors))[1] == "exact"
+    assert search_pairs(vectors, 1.0, exact_max=100)[1] == "hnsw"
+
+
+def test_missing_faiss_gives_a_clear_error_and_exact_still_works(monkeypatch):
+    from keras_forensics.errors import ForensicsError
+    from keras_forensics.screening import pairs
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    with pytest.raises(ForensicsError, match=r"pip install 'keras_forensics\[search\]'"):
+        pairs.faiss_pairs(_clustered(50), 1.0)
+    found, method = pairs.search_pairs(_clustered(300), 1.0, exact_max=100)
+    assert method == "exact" and len(found)
+
+
+def test_index_build_add_and_screen_across_papers(tmp_path):
+    model = tmp_path / "model.keras"
+    tiny_triplet_model().save(model)
+    paper_1, paper_2, manuscript = (tmp_path / n for n in ("paper1", "paper2", "manuscript"))
+    for folder in (paper_1, paper_2, manuscript):
+        folder.mkdir()
+    camera = skimage_gray("camera")[:256, :256]
+    save_gray(paper_1 / "fig1.png", camera)
+    save_gray(paper_1 / "fig2.png", skimage_gray("astronaut")[:256, :256])
+    save_gray(paper_2 / "fig1.png", skimage_gray("coffee")[:256, :256])
+    # The new manuscript re-uses paper 1's camera panel, rotated, and has one panel of its own.
+    save_gray(manuscript / "a.png", np.ascontiguousarray(np.rot90(camera)))
+    save_gray(manuscript / "b.png", skimage_gray("chelsea")[:256, :256])
+
+    index = tmp_path / "index"
+    status, stdout, stderr = run_cli(["index", "build", paper_1, "--out", index, "--model", model])
+    assert status == 0, stderr
+    assert "panels_added" in stdout
+    status, _, _ = run_cli(["index", "add", paper_2, paper_1, "--index", index, "--model", model])
+    assert status == 0
+    with open(index / "panels.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["file"].split("/")[-2:] for row in table] == [["paper1", "fig1.png"], ["paper1", "fig2.png"],
+                                                               ["paper2", "fig1.png"]]  # paper1 not twice
+
+    out = tmp_path / "report"
+    status, _, stderr = run_cli(["screen", manuscript, "--out", out, "--index", index, "--model", model])
+    assert status == 0, stderr
+    with open(out / "pairs.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    top = rows[0]
+    assert top["relation"] == "across-papers"
+    assert {top["a_file"].split("/")[-1], top["b_file"]} == {"a.png", str(paper_1 / "fig1.png")}
+    assert int(top["inliers"]) >= 20 and float(top["combined"]) > 0.9
+    assert (out / top["b"]).is_file()  # the indexed panel is copied into the report
+
+    other = tmp_path / "other_model.keras"
+    tiny_triplet_model(seed=3).save(other)
+    status, _, stderr = run_cli(["screen", manuscript, "--out", tmp_path / "r2", "--index", index, "--model", other])
+    assert status == 2 and "built with another model" in stderr
+
+
+def test_combined_score_calibration_and_average_precision():
+    from keras_forensics.screening.scoring import CombinedScore, average_precision
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(2000) < 0.1
+    distance = np.where(labels, rng.normal(0.8, 0.4, 2000), rng.normal(2.0, 0.5, 2000))
+    inliers = np.where(labels, rng.poisson(30, 2000), rng.poisson(2, 2000))
+    fitted = CombinedScore.fit(distance, inliers, labels, fitted_on="synthetic")
+    assert fitted.siamese_weight > 0 and fitted.inlier_weight > 0
+    combined = fitted(distance, inliers)
+    assert average_precision(combined, labels) > max(average_precision(-distance, labels),
+                                                     average_precision(inliers, labels))
+    # Calibrated: among pairs scored about 0.5, about half are re-uses.
+    middle = (combined > 0.3) & (combined < 0.7)
+    assert middle.sum() == 0 or abs(labels[middle].mean() - combined[middle].mean()) < 0.2
+    # AP: perfect order 1; ties earn no credit for the order they happen to be listed in.
+    assert average_precision([3, 2, 1, 0], [1, 1, 0, 0]) == 1.0
+    assert average_precision([1, 1, 1, 1], [1, 0, 0, 0]) == 0.25
+    # A feature that hurts is dropped (weight 0) rather than given a negative weight.
+    assert CombinedScore.fit(distance, -inliers + 40, labels).inlier_weight == 0.0
+
+
+def test_real_cases_folder_builder(tmp_path):
+    """tools/make_real_cases.py labels pairs by overlapping source regions (skips without the data)."""
+    from conftest import DATA, ROOT
+
+    split = ROOT / "runs" / "siamese" / "shipped" / "split.json"
+    if not (DATA / "micrographs").is_dir() or not split.is_file():
+        pytest.skip("needs ../shared/data and the shipped run's split.json")
+    sys.path.insert(0, str(ROOT / "tools"))
+    import make_real_cases
+
+    summary = make_real_cases.make(tmp_path / "cases", split="test", originals=2, reuses=1, seed=3)
+    rows = make_real_cases.read_manifest(tmp_path / "cases")
+    labels = make_real_cases.pair_labels(rows)
+    assert summary["panels"] == len(rows) and labels.sum() == summary["reused_pairs"] == len(rows) // 2
+    first, second = np.triu_indices(len(rows), 1)
+    for i, j in zip(first[labels], second[labels]):
+        assert rows[i]["file"].rsplit("_", 1)[0] == rows[j]["file"].rsplit("_", 1)[0]  # an original and its copy
+    shutil.rmtree(tmp_path / "cases")
