@@ -115,7 +115,8 @@ class ReferenceDeformer:
                     image, rng.uniform(-max_angle, max_angle), rng.uniform(*c.scale_range),
                     *rng.uniform(-c.max_translation, c.max_translation, 2),
                 )
-        image = self._crop(image)
+        # Bicubic resampling overshoots slightly outside [0, 1].
+        image = np.clip(self._crop(image), 0.0, 1.0)
         if geometric:
             if rng.random() < c.p_jpeg:
                 image = _jpeg(image, rng.integers(c.jpeg_quality_range[0], c.jpeg_quality_range[1] + 1))
