@@ -30,6 +30,10 @@ def run_cli(component, name: str | None = None, argv=None) -> None:
     """
     import fire
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Commands that take **flags would swallow --help as a flag; fire shows help after "--".
+    if any(a in ("--help", "-h") for a in argv) and "--" not in argv:
+        argv = [a for a in argv if a not in ("--help", "-h")] + ["--", "--help"]
     try:
         fire.Fire(component, name=name, command=argv)
     except ForensicsError as error:

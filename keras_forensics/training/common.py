@@ -83,8 +83,12 @@ def make_strategy(name: str):
     raise ForensicsError(f"unknown strategy {name!r}")
 
 
-def learning_rate_schedule(learning_rate: float, steps: int, warmup_steps: int = 0, decay: str = "cosine"):
-    """Linear warm-up, then cosine decay to 1% (or constant)."""
+def learning_rate_schedule(learning_rate: float, steps: int, warmup_steps: int = 0, decay: str = "cosine",
+                           hold_steps: int = 0):
+    """Linear warm-up, then cosine decay to 1% (or constant); or decay="linear": constant for
+    `hold_steps`, then linearly to 0 at `steps` (the GANs' schedule; no warm-up)."""
+    if decay == "linear":
+        return LinearDecay(learning_rate, max(steps - hold_steps, 1), hold_steps)
     if decay == "constant" and not warmup_steps:
         return learning_rate
     if decay == "constant":
@@ -151,9 +155,38 @@ class LearningRateLogger(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keeps the best model by `monitor`, remembering the best value across resumed runs.
+
+    A plain ModelCheckpoint starts every run with no best value, so after a resume the first
+    interval would overwrite the best model however bad it is. The value is kept in
+    `<best_path>.json` beside the model and read back as Keras's `initial_value_threshold`.
+    """
+
+    def __init__(self, best_path, monitor: str = "val_loss", mode: str = "auto"):
+        self.record = Path(str(best_path) + ".json")
+        initial = None
+        if self.record.exists() and Path(best_path).exists():
+            saved = json.loads(self.record.read_text())
+            if saved.get("monitor") == monitor:
+                initial = float(saved["value"])
+        super().__init__(str(best_path), monitor=monitor, save_best_only=True, mode=mode,
+                         initial_value_threshold=initial)
+
+    def on_epoch_end(self, epoch, logs=None):
+        before = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best != before:
+            self.record.write_text(json.dumps({"monitor": self.monitor, "value": float(self.best),
+                                               "epoch": epoch + 1}) + "\n")
+
+
 def standard_callbacks(model_dir, total_epochs: int, steps_per_epoch: int, monitor: str = "val_loss",
-                       patience: int = 0, best_path=None):
-    """Resume state, the best model, TensorBoard, the learning rate and a time-left line."""
+                       patience: int = 0, best_path=None, mode: str = "auto"):
+    """Resume state, the best model, TensorBoard, the learning rate and a time-left line.
+
+    `mode` ("auto", "min" or "max") says whether `monitor` improves downwards or upwards; Keras
+    guesses only for losses and accuracies."""
     model_dir = Path(model_dir)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup_dir(model_dir)), save_freq="epoch",
@@ -163,9 +196,9 @@ def standard_callbacks(model_dir, total_epochs: int, steps_per_epoch: int, monit
         TimeLeft(total_epochs, steps_per_epoch),
     ]
     if best_path is not None:
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, save_best_only=True))
+        callbacks.append(BestCheckpoint(best_path, monitor=monitor, mode=mode))
     if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, mode=mode))
     return callbacks
 
 
@@ -179,3 +212,79 @@ def write_metrics(model_dir, metrics: dict) -> Path:
     previous.update(metrics)
     path.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
     return path
+
+
+@keras.saving.register_keras_serializable(package="keras_forensics")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant for `hold_steps`, then linearly from `initial_learning_rate` to
+    `final_learning_rate` over `decay_steps` (Gulrajani et al.'s WGAN-GP decay with hold_steps=0;
+    Zhu et al.'s CycleGAN schedule with hold_steps = decay_steps = half the run)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, hold_steps=0, final_learning_rate=0.0):
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.hold_steps = hold_steps
+        self.final_learning_rate = final_learning_rate
+
+    def __call__(self, step):
+        progress = keras.ops.clip((keras.ops.cast(step, "float32") - self.hold_steps) / self.decay_steps, 0.0, 1.0)
+        return self.initial_learning_rate + (self.final_learning_rate - self.initial_learning_rate) * progress
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "hold_steps": self.hold_steps, "final_learning_rate": self.final_learning_rate}
+
+
+class StepScalars(keras.callbacks.Callback):
+    """Every `every` steps, the mean of each training metric over those steps, to TensorBoard.
+
+    Keras reports running means since the start of the interval ("epoch"); the mean over the
+    last window is recovered exactly from two of them: (k r_k - j r_j) / (k - j). This gives the
+    GANs' per-step curves (the Wasserstein estimate, the penalty, the losses) between validations.
+    """
+
+    def __init__(self, log_dir, every: int, steps_per_epoch: int, prefix: str = "train_step/"):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "train"))
+        self.every = every
+        self.steps_per_epoch = steps_per_epoch
+        self.prefix = prefix
+        self.epoch = 0
+        self.previous = (0, {})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.previous = (0, {})
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = batch + 1
+        step = self.epoch * self.steps_per_epoch + done
+        if step % self.every or not logs:
+            return
+        previous_done, previous = self.previous
+        with self.writer.as_default():
+            for name, value in logs.items():
+                if isinstance(value, (int, float)):
+                    window = (done * value - previous_done * previous.get(name, 0.0)) / (done - previous_done)
+                    tf.summary.scalar(self.prefix + name, window, step=step)
+        self.previous = (done, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
+
+
+def split_by_group(patchset, fractions, seed: int, path) -> dict:
+    """Split a PatchSet by group (source image), fixed by the seed and kept in `path` (a
+    model_dir's split.json) so a resumed run and the evaluation see the same split.
+    Returns {name: PatchSet}."""
+    path = Path(path)
+    if path.exists():
+        split = json.loads(path.read_text())
+    else:
+        split = patchset.split(fractions, seed=seed)
+        path.write_text(json.dumps(split, indent=2) + "\n")
+    return {name: patchset.subset(groups) for name, groups in split.items()}
+
+
+def total_wall_time(model_dir, wall: float) -> float:
+    """`wall` seconds plus the total of earlier runs of this model_dir (from metrics.json)."""
+    path = Path(model_dir) / "metrics.json"
+    previous = json.loads(path.read_text()).get("wall_time_s_total", 0.0) if path.exists() else 0.0
+    return round(previous + wall, 1)
