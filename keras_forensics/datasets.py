@@ -282,3 +282,30 @@ def sample_micrographs(patch_size: int = 256, include_textures: bool = True, see
     # Tiles overlapping by 3/4 give many patches from few images; the cap keeps the large retina
     # from dominating the set.
     return _build(named, patch_size, "tiles", patch_size // 4, 0, seed, field_group, max_per_image=48)
+
+
+# ---------------------------------------------------------------------------------------------
+# western blots (the WGAN's data; see keras_forensics.data.blots)
+
+
+def synthetic_blots(count: int = 2048, size: int = 128, seed: int = 0, style=None, bit_depth: int = 8) -> PatchSet:
+    """Embedded default data for the WGAN: `count` procedurally rendered western blots, dark bands
+    on a light membrane, each its own group. Deterministic: the same seed gives the same blots.
+
+    `style` is a `keras_forensics.data.blots.BlotStyle` (default: a mix of clean and over-exposed
+    blots); `bit_depth` 16 gives uint16 patches.
+    """
+    from keras_forensics.data import blots
+
+    images = blots.quantize(blots.render_blots(count, size, seed, style), bit_depth)
+    return PatchSet(images, np.arange(count), [f"synthetic_blot_{i:05d}" for i in range(count)])
+
+
+def blot_folder(directory, size: int = 128, scale: float = 0.5, polarity: str = "auto",
+                group_by: str | None = None, **options) -> PatchSet:
+    """Real western blots from a folder (e.g. ../shared/data/western_blots/real) as dark-on-light
+    `size` tiles of the images resized by `scale`; see `keras_forensics.data.blots.blot_folder`."""
+    from keras_forensics.data import blots
+
+    patchset, _ = blots.blot_folder(directory, size, scale, polarity=polarity, group_by=group_by, **options)
+    return patchset

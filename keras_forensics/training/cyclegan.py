@@ -1,0 +1,207 @@
+"""Training CycleGAN (`python -m keras_forensics.train cyclegan`).
+
+model_dir holds what every trainer writes (config.json, split_a.json, split_b.json, checkpoints/,
+logs/, metrics.json; see training/common.py) plus model.keras, generator.json and samples/.
+TensorBoard: the losses every `log_every` steps, a grid of fixed validation images and their
+translations every `sample_every` steps (rows: a, G(a), F(G(a)), b, F(b), G(F(b))), and at each
+validation the SWD and spectral distance of G(a) against real b and of F(b) against real a, and
+the cycle loss on validation images.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_forensics import datasets, generate, quality
+from keras_forensics.config import CycleGANTrainConfig
+from keras_forensics.data import blots
+from keras_forensics.data.gan_batches import unpaired_batches
+from keras_forensics.data.grid import image_grid
+from keras_forensics.errors import ForensicsError
+from keras_forensics.models.cyclegan import CycleGAN
+from keras_forensics.training import common
+
+logger = logging.getLogger(__name__)
+
+BEST_FILE = "checkpoints/best.keras"  # the lowest validation SWD, both directions averaged
+DEMO_DOMAINS = ("clean", "overexposed")
+
+
+def load_domain(folders: tuple[str, ...], config: CycleGANTrainConfig, demo_style, demo_seed: int):
+    """Tiles of one domain: every image of the folders, or rendered demo blots."""
+    size = config.tile_size
+    if not folders:
+        return datasets.synthetic_blots(config.demo_count, size, seed=demo_seed, style=demo_style)
+    patchset = None
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise ForensicsError(f"--domain_a / --domain_b {folder}: no such folder")
+        part = datasets.folder(folder, patch_size=size, mode="tiles", seed=config.seed)
+        part.names = [f"{Path(folder).name}/{name}" for name in part.names]
+        patchset = part if patchset is None else patchset.concatenate(part)
+    return patchset
+
+
+def build_model(config: CycleGANTrainConfig, total_steps: int) -> CycleGAN:
+    """The compiled CycleGAN: four Adam optimisers (lr, beta1 0.5), constant for the first
+    `decay_start_fraction` of the steps, then linearly to 0 (Zhu et al.)."""
+    model = CycleGAN.from_cyclegan_config(config.model, seed=config.seed)
+    hold = int(round(config.decay_start_fraction * total_steps))
+
+    def optimizer():
+        schedule = common.learning_rate_schedule(config.learning_rate, total_steps, decay="linear", hold_steps=hold)
+        return keras.optimizers.Adam(schedule, beta_1=config.beta_1, beta_2=config.beta_2)
+
+    model.compile(optimizer(), optimizer(), optimizer(), optimizer())
+    return model
+
+
+def _center_crop(images: np.ndarray, size: int) -> np.ndarray:
+    offset = (images.shape[1] - size) // 2
+    return images[:, offset:offset + size, offset:offset + size]
+
+
+def fixed_images(patchset, count: int, config: CycleGANTrainConfig, seed: int) -> np.ndarray:
+    """Up to `count` centre crops of tiles, fixed by the seed, [N, S, S, channels] in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.choice(len(patchset), min(count, len(patchset)), replace=False))
+    images = _center_crop(blots.to_unit(patchset.patches[index]), config.model.image_size)[..., None]
+    return np.repeat(images, config.model.channels, axis=-1)
+
+
+def _predict(network: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    return np.concatenate([keras.ops.convert_to_numpy(network(images[start:start + batch_size], training=False))
+                           for start in range(0, len(images), batch_size)])
+
+
+class CycleGANMonitor(keras.callbacks.Callback):
+    """Translation grids every `sample_every` steps; SWD and spectral distance of each direction
+    and the validation cycle loss at each interval's end (added to the logs as val_*)."""
+
+    def __init__(self, model_dir, config: CycleGANTrainConfig, validation_a, validation_b, steps_per_epoch: int):
+        super().__init__()
+        self.model_dir = Path(model_dir)
+        self.config = config
+        count = min(len(validation_a), len(validation_b))
+        self.validation_a, self.validation_b = validation_a[:count], validation_b[:count]
+        self.steps_per_epoch = steps_per_epoch
+        self.train_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "train"))
+        self.validation_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "validation"))
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        if step % self.config.sample_every == 0:
+            self.write_samples(step)
+
+    def write_samples(self, step: int) -> Path:
+        count = self.config.sample_count
+        a, b = self.validation_a[:count], self.validation_b[:count]
+        fake_b, fake_a = _predict(self.model.generator_ab, a), _predict(self.model.generator_ba, b)
+        columns = [a, fake_b, _predict(self.model.generator_ba, fake_b), b, fake_a,
+                   _predict(self.model.generator_ab, fake_a)]
+        grid = image_grid(np.stack(columns, axis=1).reshape((-1,) + a.shape[1:]), len(columns))
+        with self.train_writer.as_default():
+            tf.summary.image("translations", grid[None], step=step)
+        self.train_writer.flush()
+        return generate.write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid)
+
+    def measure(self) -> dict:
+        fake_b = _predict(self.model.generator_ab, self.validation_a)
+        fake_a = _predict(self.model.generator_ba, self.validation_b)
+        to_b = quality.compare(self.validation_b, fake_b, seed=self.config.seed)
+        to_a = quality.compare(self.validation_a, fake_a, seed=self.config.seed)
+        cycle = float(np.mean(np.abs(_predict(self.model.generator_ba, fake_b) - self.validation_a))
+                      + np.mean(np.abs(_predict(self.model.generator_ab, fake_a) - self.validation_b)))
+        return {"swd_a_to_b": to_b["swd"], "swd_b_to_a": to_a["swd"],
+                "spectral_distance_a_to_b": to_b["spectral_distance"],
+                "spectral_distance_b_to_a": to_a["spectral_distance"],
+                "swd": (to_b["swd"] + to_a["swd"]) / 2, "cycle_loss": cycle}
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        measured = self.measure()
+        with self.validation_writer.as_default():
+            for name, value in measured.items():
+                tf.summary.scalar(f"quality/{name}", value, step=step)
+        self.validation_writer.flush()
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in measured.items()})
+
+
+def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
+    """Train (or resume) and return the model_dir. See `python -m keras_forensics.train cyclegan --help`."""
+    model_dir, config, _ = common.prepare_model_dir("cyclegan", model_dir, config)
+    keras.utils.set_random_seed(config.seed)
+    demo = not config.domain_a
+    domain_a = load_domain(config.domain_a, config, blots.BlotStyle.clean(), config.seed)
+    domain_b = load_domain(config.domain_b, config, blots.BlotStyle.overexposed(), config.seed + 1)
+    split_a = common.split_by_group(domain_a, config.split_fractions, config.seed, model_dir / "split_a.json")
+    split_b = common.split_by_group(domain_b, config.split_fractions, config.seed, model_dir / "split_b.json")
+    logger.info("tiles: a %s, b %s", len(split_a["train"]), len(split_b["train"]))
+    model_config = config.model
+    generate.write_info(model_dir, {
+        "kind": "cyclegan", "image_size": model_config.image_size, "channels": model_config.channels,
+        "down_blocks": model_config.down_blocks, "bit_depth": 8, "upsampling": model_config.upsampling,
+        "domain_a": list(config.domain_a) or [f"embedded demo: {DEMO_DOMAINS[0]} rendered blots"],
+        "domain_b": list(config.domain_b) or [f"embedded demo: {DEMO_DOMAINS[1]} rendered blots"],
+        "seed": config.seed})
+
+    steps_per_epoch = config.validate_every
+    epochs = common.epochs_for(config.steps, steps_per_epoch)
+    start_epoch = common.completed_epochs(model_dir)
+    validation_a = fixed_images(split_a["validation"], config.validation_images, config, config.seed + 1)
+    validation_b = fixed_images(split_b["validation"], config.validation_images, config, config.seed + 2)
+
+    def train_patches(split):
+        patches = split["train"].patches
+        return np.repeat(patches[..., None], model_config.channels, axis=-1) if model_config.channels == 3 else patches
+
+    data = unpaired_batches(train_patches(split_a), train_patches(split_b), config.batch_size,
+                            model_config.image_size, seed=config.seed, start_step=start_epoch * steps_per_epoch)
+    strategy = common.make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_model(config, epochs * steps_per_epoch)
+    monitor = CycleGANMonitor(model_dir, config, validation_a, validation_b, steps_per_epoch)
+    callbacks = [monitor] + common.standard_callbacks(model_dir, epochs, steps_per_epoch, monitor="val_swd",
+                                                      best_path=model_dir / BEST_FILE, mode="min")
+    callbacks.append(common.StepScalars(model_dir / "logs", config.log_every, steps_per_epoch))
+    started = time.perf_counter()
+    if start_epoch < epochs:
+        if start_epoch:
+            print(f"resuming {model_dir} at step {start_epoch * steps_per_epoch}", flush=True)
+        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0,
+                  shuffle=False)
+    wall = time.perf_counter() - started
+
+    model.save(model_dir / generate.MODEL_FILE)
+    monitor.set_model(model)
+    steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    final_grid = monitor.write_samples(steps)
+    metrics = {
+        "steps": steps,
+        "batch_size": config.batch_size,
+        "wall_time_s_this_run": round(wall, 1),
+        "wall_time_s_total": common.total_wall_time(model_dir, wall),
+        "validation": monitor.measure(),
+        "domains": {"a": "clean rendered blots" if demo else list(config.domain_a),
+                    "b": "overexposed rendered blots" if demo else list(config.domain_b)},
+        "train_tiles": {"a": len(split_a["train"]), "b": len(split_b["train"])},
+        "sample_grid": str(final_grid),
+    }
+    common.write_metrics(model_dir, metrics)
+    print(f"validation SWD x1e3 a->b {metrics['validation']['swd_a_to_b']:.2f}, b->a "
+          f"{metrics['validation']['swd_b_to_a']:.2f}, cycle loss {metrics['validation']['cycle_loss']:.4f}; "
+          f"model: {model_dir / generate.MODEL_FILE}", flush=True)
+    if config.export_base:
+        print(f"exported {generate.export('cyclegan', model_dir, config.export_base)}", flush=True)
+    return model_dir

@@ -1,0 +1,280 @@
+"""Training the western-blot WGAN-GP (`python -m keras_forensics.train wgan`).
+
+model_dir holds what every trainer writes (config.json, split.json, checkpoints/, logs/,
+metrics.json; see training/common.py) plus model.keras (the final WGAN), generator.json (what
+`generate` needs: latent size, resolution, bit depth of the data, the held-out groups) and
+samples/ (the fixed-noise sample grid as PNG every `sample_every` steps).
+
+TensorBoard (`tensorboard --logdir runs`): train_step/wasserstein (the critic's estimate of the
+Wasserstein distance, Wang et al.'s Figure 1B), train_step/gradient_penalty, the losses, every
+`log_every` steps; the "samples" image every `sample_every` steps; quality/swd (per pyramid level
+too) and quality/spectral_distance against the validation blots every `validate_every` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_forensics import datasets, generate, quality
+from keras_forensics.config import WGANTrainConfig
+from keras_forensics.data import blots
+from keras_forensics.data.gan_batches import critic_batches
+from keras_forensics.data.grid import image_grid
+from keras_forensics.errors import ForensicsError
+from keras_forensics.models.wgan import WGAN
+from keras_forensics.training import common
+
+logger = logging.getLogger(__name__)
+
+BEST_FILE = "checkpoints/best.keras"  # the lowest validation SWD
+
+
+def load_blots(config: WGANTrainConfig) -> tuple[datasets.PatchSet, int]:
+    """The configured blot folders (or rendered blots) as resolution-sized tiles, and their bit depth."""
+    size = config.model.resolution
+    if not config.data:
+        return datasets.synthetic_blots(config.synthetic_count, size, seed=config.seed), 8
+    parts = []
+    for folder in config.data:
+        if not Path(folder).is_dir():
+            raise ForensicsError(f"--data {folder}: no such folder")
+        part, depth = blots.blot_folder(folder, size, config.data_scale, config.patch_stride or None,
+                                        config.min_std, config.polarity, config.group_by)
+        part.names = [f"{Path(folder).name}/{name}" for name in part.names]
+        parts.append((part, depth))
+    bit_depth = max(depth for _, depth in parts)
+    patchset = None
+    for part, depth in parts:
+        if depth != bit_depth:  # one 16-bit folder makes every tile 16-bit
+            part.patches = blots.quantize(blots.to_unit(part.patches), bit_depth)
+        patchset = part if patchset is None else patchset.concatenate(part)
+    return patchset, bit_depth
+
+
+def as_model_images(patches: np.ndarray, channels: int) -> np.ndarray:
+    """uint patches [N, S, S] -> float [N, S, S, channels] (gray repeated for RGB models)."""
+    images = blots.to_unit(patches)
+    images = images[..., None] if images.ndim == 3 else images
+    return np.repeat(images, channels, axis=-1) if images.shape[-1] != channels else images
+
+
+def fixed_real_images(patchset: datasets.PatchSet, count: int, channels: int, seed: int) -> np.ndarray:
+    """Up to `count` patches drawn without replacement, fixed by the seed (validation and test)."""
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.choice(len(patchset), min(count, len(patchset)), replace=False))
+    return as_model_images(patchset.patches[index], channels)
+
+
+def build_model(config: WGANTrainConfig, total_steps: int) -> WGAN:
+    """The compiled WGAN: Adam for both networks, decayed over the run's generator steps (the
+    critic's schedule counts its own, `critic_steps` times as many)."""
+    model = WGAN.from_wgan_config(config.model, seed=config.seed)
+    critic_steps = config.model.critic_steps
+
+    def optimizer(learning_rate, steps):
+        schedule = common.learning_rate_schedule(learning_rate, steps, decay=config.decay)
+        return keras.optimizers.Adam(schedule, beta_1=config.beta_1, beta_2=config.beta_2)
+
+    model.compile(optimizer(config.generator_learning_rate, total_steps),
+                  optimizer(config.critic_learning_rate, total_steps * critic_steps))
+    return model
+
+
+def generate_images(generator: keras.Model, noise: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    return np.concatenate([keras.ops.convert_to_numpy(generator(noise[start:start + batch_size], training=False))
+                           for start in range(0, len(noise), batch_size)])
+
+
+class WGANMonitor(keras.callbacks.Callback):
+    """Fixed-noise sample grids every `sample_every` steps (TensorBoard and samples/*.png), and the
+    SWD and spectral distance of generated against real validation images at each interval's
+    end, added to the logs as val_swd, val_spectral_distance (so TimeLeft prints them,
+    TensorBoard records them and the best model is chosen by val_swd)."""
+
+    def __init__(self, model_dir, config: WGANTrainConfig, validation: np.ndarray, steps_per_epoch: int,
+                 bit_depth: int):
+        super().__init__()
+        self.model_dir = Path(model_dir)
+        self.config = config
+        self.validation = validation
+        self.steps_per_epoch = steps_per_epoch
+        self.bit_depth = bit_depth
+        latent = config.model.latent_dim
+        self.grid_noise = generate.sample_noise(config.sample_grid ** 2, latent, config.seed + 7)
+        self.validation_noise = generate.sample_noise(len(validation), latent, config.seed + 8)
+        self.train_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "train"))
+        self.validation_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "validation"))
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        if step % self.config.sample_every == 0:
+            self.write_samples(step)
+
+    def write_samples(self, step: int) -> Path:
+        grid = image_grid(generate_images(self.model.generator, self.grid_noise), self.config.sample_grid)
+        with self.train_writer.as_default():
+            tf.summary.image("samples", grid[None], step=step)
+        self.train_writer.flush()
+        return generate.write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid, self.bit_depth)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        fake = generate_images(self.model.generator, self.validation_noise)
+        measured = quality.compare(self.validation, fake, seed=self.config.seed, **swd_options(self.config))
+        with self.validation_writer.as_default():
+            for name, value in measured.items():
+                tf.summary.scalar(f"quality/{name}", value, step=step)
+        self.validation_writer.flush()
+        if logs is not None:
+            logs["val_swd"] = measured["swd"]
+            logs["val_spectral_distance"] = measured["spectral_distance"]
+
+
+def swd_options(config: WGANTrainConfig) -> dict:
+    return {"patches_per_image": config.swd_patches_per_image, "directions": config.swd_directions,
+            "repeats": config.swd_repeats}
+
+
+def generator_info(config: WGANTrainConfig, bit_depth: int, split: dict) -> dict:
+    model = config.model
+    return {"kind": "wgan", "latent_dim": model.latent_dim, "resolution": model.resolution,
+            "channels": model.channels, "bit_depth": bit_depth, "upsampling": model.upsampling,
+            "data": list(config.data), "data_scale": config.data_scale, "polarity": config.polarity,
+            "group_by": config.group_by, "patch_stride": config.patch_stride, "min_std": config.min_std,
+            "synthetic_count": config.synthetic_count, "seed": config.seed, "test_groups": split["test"]}
+
+
+def train(config: WGANTrainConfig, model_dir=None) -> Path:
+    """Train (or resume) and return the model_dir. See `python -m keras_forensics.train wgan --help`."""
+    model_dir, config, _ = common.prepare_model_dir("wgan", model_dir, config)
+    keras.utils.set_random_seed(config.seed)
+    patchset, bit_depth = load_blots(config)
+    splits = common.split_by_group(patchset, config.split_fractions, config.seed, model_dir / "split.json")
+    logger.info("tiles: %s", {k: (len(v), v.num_groups) for k, v in splits.items()})
+    split_names = {name: part.names for name, part in splits.items()}
+    generate.write_info(model_dir, generator_info(config, bit_depth, split_names))
+
+    channels = config.model.channels
+    steps_per_epoch = config.validate_every
+    epochs = common.epochs_for(config.steps, steps_per_epoch)
+    start_epoch = common.completed_epochs(model_dir)
+    validation = fixed_real_images(splits["validation"], config.validation_images, channels, config.seed + 1)
+    train_patches = splits["train"].patches
+    if channels == 3 and train_patches.ndim == 3:
+        train_patches = np.repeat(train_patches[..., None], 3, axis=-1)
+    data = critic_batches(train_patches, config.batch_size, config.model.critic_steps, seed=config.seed,
+                          start_step=start_epoch * steps_per_epoch, flip=config.flip)
+
+    strategy = common.make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_model(config, epochs * steps_per_epoch)
+    monitor = WGANMonitor(model_dir, config, validation, steps_per_epoch, bit_depth)
+    # The monitor goes first: the callbacks after it see the validation figures it adds.
+    callbacks = [monitor] + common.standard_callbacks(model_dir, epochs, steps_per_epoch, monitor="val_swd",
+                                                      best_path=model_dir / BEST_FILE, mode="min")
+    callbacks.append(common.StepScalars(model_dir / "logs", config.log_every, steps_per_epoch))
+    started = time.perf_counter()
+    if start_epoch < epochs:
+        if start_epoch:
+            print(f"resuming {model_dir} at step {start_epoch * steps_per_epoch}", flush=True)
+        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0,
+                  shuffle=False)
+    wall = time.perf_counter() - started
+
+    model.save(model_dir / generate.MODEL_FILE)
+    steps = int(keras.ops.convert_to_numpy(model.generator_optimizer.iterations))
+    monitor.set_model(model)
+    final_grid = monitor.write_samples(steps)
+    test = fixed_real_images(splits["test"], config.validation_images, channels, config.seed + 2)
+    fake = generate_images(model.generator, generate.sample_noise(len(test), config.model.latent_dim, config.seed + 9))
+    reference = fixed_real_images(splits["train"], len(test), channels, config.seed + 3)
+    metrics = {
+        "steps": steps,
+        "batch_size": config.batch_size,
+        "wall_time_s_this_run": round(wall, 1),
+        "wall_time_s_total": common.total_wall_time(model_dir, wall),
+        "seconds_per_step": round(wall / max(steps - start_epoch * steps_per_epoch, 1), 3),
+        "test": quality.compare(test, fake, reference=reference, seed=config.seed, **swd_options(config)),
+        "test_images": len(test),
+        "train_tiles": len(splits["train"]),
+        "source_groups": {k: v.num_groups for k, v in splits.items()},
+        "sample_grid": str(final_grid),
+    }
+    common.write_metrics(model_dir, metrics)
+    test_figures = metrics["test"]
+    print(f"test SWD x1e3 {test_figures['swd']:.2f} (real vs real {test_figures['swd_real_reference']:.2f}), "
+          f"spectral distance {test_figures['spectral_distance']:.3f} "
+          f"(real vs real {test_figures['spectral_distance_real_reference']:.3f}); model: "
+          f"{model_dir / generate.MODEL_FILE}", flush=True)
+    if config.export_base:
+        print(f"exported {generate.export('wgan', model_dir, config.export_base)}", flush=True)
+    return model_dir
+
+
+def _real_blots_of(info: dict, data: tuple[str, ...] | None):
+    """(held-out real images, other real images or None) for a generator's generator.json."""
+    from keras_forensics.config import WGANConfig
+
+    channels = int(info["channels"])
+    if data:
+        config = WGANTrainConfig(model=WGANConfig(resolution=int(info["resolution"]), channels=channels),
+                                 data=tuple(data), data_scale=info.get("data_scale", 0.5),
+                                 polarity=info.get("polarity", "auto"))
+        patchset, _ = load_blots(config)
+        return as_model_images(patchset.patches, channels), None
+    config = WGANTrainConfig(
+        model=WGANConfig(resolution=int(info["resolution"]), channels=channels), data=tuple(info["data"]),
+        data_scale=info["data_scale"], polarity=info["polarity"], group_by=info["group_by"],
+        patch_stride=info["patch_stride"], min_std=info["min_std"], synthetic_count=info["synthetic_count"],
+        seed=info["seed"])
+    missing = [folder for folder in config.data if not Path(folder).is_dir()]
+    if missing:
+        raise ForensicsError(f"the training data {missing[0]} is not here; pass --data DIR with held-out blots")
+    patchset, _ = load_blots(config)
+    test = [name for name in info["test_groups"] if name in patchset.names]
+    if not test:
+        raise ForensicsError("none of the generator's held-out groups are in its training data; pass --data DIR")
+    others = [name for name in patchset.names if name not in set(test)]
+    return as_model_images(patchset.subset(test).patches, channels), \
+        as_model_images(patchset.subset(others).patches, channels)
+
+
+def evaluate(model, data: tuple[str, ...] | None = None, n: int = 512, seed: int = 0, out=None,
+             batch_size: int = 64) -> dict:
+    """SWD and spectral distance of `n` generated images against held-out real blots.
+
+    The real blots are the generator's own held-out test groups (rebuilt from generator.json and
+    its training data folder), or every tile of --data folders. Where the other real blots are
+    available, the same figures for real vs real ("*_real_reference") show the floor.
+    Writes JSON to `out` (default: evaluation.json in a run folder, else wgan_evaluation.json).
+    """
+    loaded = generate.load(model, "wgan")
+    real, reference = _real_blots_of(loaded.info, tuple(data) if data else None)
+    rng = np.random.default_rng(seed)
+    real = real[np.sort(rng.choice(len(real), min(n, len(real)), replace=False))]
+    if reference is not None:
+        reference = reference[np.sort(rng.choice(len(reference), min(len(real), len(reference)), replace=False))]
+    noise = generate.sample_noise(len(real), int(loaded.info["latent_dim"]), seed + 1)
+    fake = np.concatenate([loaded.sample(noise[start:start + batch_size])
+                           for start in range(0, len(noise), batch_size)])
+    started = time.perf_counter()
+    result = quality.compare(real, fake, reference=reference, seed=seed)
+    result.update({"real_images": len(real), "generated_images": len(fake), "model": str(loaded.source),
+                   "seconds": round(time.perf_counter() - started, 2)})
+    source = Path(model)
+    default = source / "evaluation.json" if (source / "config.json").exists() else Path("wgan_evaluation.json")
+    out = Path(out) if out else default
+    result["out"] = str(out)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result

@@ -1,0 +1,60 @@
+"""CycleGAN sanity: the cycle loss, the image pool, one finite training step, saving."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_forensics.config import CycleGANConfig
+from keras_forensics.layers import ImagePool
+from keras_forensics.models.cyclegan import CycleGAN, build_patch_discriminator
+
+TINY = CycleGANConfig(image_size=16, generator_width=4, residual_blocks=1, discriminator_width=4,
+                      discriminator_layers=2, pool_size=4)
+
+
+def images(seed, count=2, size=16):
+    return np.random.default_rng(seed).random((count, size, size, 1)).astype(np.float32)
+
+
+def test_cycle_loss_of_identity_generators_is_zero():
+    identity = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Identity()])
+    model = CycleGAN(identity, identity, build_patch_discriminator(TINY), build_patch_discriminator(TINY),
+                     pool_size=0, image_shape=(16, 16, 1))
+    assert float(model.cycle_consistency_loss(images(0), images(1))) == 0.0
+    # Untrained ResNet generators do not invert each other.
+    untrained = CycleGAN.from_cyclegan_config(TINY, seed=0)
+    assert float(untrained.cycle_consistency_loss(images(0), images(1))) > 0.01
+
+
+def test_image_pool_fills_then_swaps_half_for_stored_images():
+    pool = ImagePool(50, (2, 2, 1), seed=0)
+    old = np.arange(50, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 1), np.float32)
+    # While filling, the images come back unchanged and are stored.
+    np.testing.assert_array_equal(pool(old[:30]).numpy(), old[:30])
+    np.testing.assert_array_equal(pool(old[30:]).numpy(), old[30:])
+    assert int(pool.count) == 50 and np.array_equal(np.sort(pool.images.numpy()[:, 0, 0, 0]), np.arange(50))
+    new = 1000 + np.arange(2000, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 1), np.float32)
+    returned = pool(new).numpy()[:, 0, 0, 0]
+    kept = returned == new[:, 0, 0, 0]
+    # About half come back as they are, the rest are stored images from before this batch.
+    assert kept.mean() == pytest.approx(0.5, abs=0.05)
+    assert set(returned[~kept]) <= set(range(50))
+    assert np.all(pool.images.numpy() >= 1000)  # 1000 swaps overwrite every one of the 50 slots
+    # pool_size=0 turns the pool off.
+    np.testing.assert_array_equal(ImagePool(0, (2, 2, 1))(new[:3]).numpy(), new[:3])
+
+
+def test_train_step_losses_are_finite_and_model_round_trips(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = CycleGAN.from_cyclegan_config(TINY, seed=0)
+    model.compile(*[keras.optimizers.Adam(2e-4, beta_1=0.5) for _ in range(4)])
+    logs = model.train_step({"a": images(2), "b": images(3)})
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    path = tmp_path / "cyclegan.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    odd_size = images(4, count=1, size=20)  # fully convolutional: any size divisible by 4
+    np.testing.assert_allclose(loaded(odd_size).numpy(), model(odd_size).numpy(), atol=1e-5)
+    np.testing.assert_allclose(loaded.generator_ba(odd_size).numpy(), model.generator_ba(odd_size).numpy(),
+                               atol=1e-5)
+    np.testing.assert_array_equal(loaded.pool_b.images.numpy(), model.pool_b.images.numpy())
