@@ -15,11 +15,14 @@ divisible by 4) for CycleGAN, with `serving_default` = `a_to_b`; and adds genera
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from keras_forensics.errors import ForensicsError
+
+logger = logging.getLogger(__name__)
 
 INFO_FILE = "generator.json"
 MODEL_FILE = "model.keras"
@@ -90,9 +93,13 @@ class LoadedGenerator:
     def translate(self, images, direction: str = "a_to_b") -> np.ndarray:
         import tensorflow as tf
 
-        if direction not in DIRECTIONS:
-            raise ForensicsError(f"--direction must be a_to_b or b_to_a, got {direction!r}")
+        check_direction(direction)
         return np.asarray(self.functions[direction](images=tf.constant(images, tf.float32))["images"])
+
+
+def check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ForensicsError(f"--direction must be a_to_b or b_to_a, got {direction!r}")
 
 
 def _keras_functions(kind: str, model) -> dict:
@@ -108,7 +115,8 @@ def load(path, kind: str) -> LoadedGenerator:
 
     path = Path(path)
     if not path.exists():
-        raise ForensicsError(f"--model {path}: no such file or folder")
+        raise ForensicsError(f"--model {path}: no such file or folder (pass a SavedModel folder or the "
+                             f"model_dir of a `train {kind}` run)")
     saved = newest_version(path) if path.is_dir() else None
     if saved is not None:
         info_path = saved / "assets.extra" / INFO_FILE
@@ -121,8 +129,11 @@ def load(path, kind: str) -> LoadedGenerator:
         missing = [name for name in needed if name not in functions]
         if missing:
             raise ForensicsError(f"{saved}: no {', '.join(missing)} signature; is it a {kind} SavedModel?")
-        if kind == "wgan" and "latent_dim" not in info:  # exported without generator.json
+        # Exported without generator.json: what generation needs is in the signatures.
+        if kind == "wgan" and "latent_dim" not in info:
             info["latent_dim"] = int(functions["serving_default"].structured_input_signature[1]["noise"].shape[-1])
+        if kind == "cyclegan" and "channels" not in info:
+            info["channels"] = int(functions["a_to_b"].structured_input_signature[1]["images"].shape[-1])
         return LoadedGenerator(kind, info, functions, saved)
     run_dir = path.parent if path.suffix == ".keras" else path
     info_path = run_dir / INFO_FILE
@@ -161,7 +172,8 @@ def _load_run_model(kind: str, run_dir: Path, model_file: Path | None):
     if kind == "wgan":
         from keras_forensics.training import wgan as trainer
 
-        model = trainer.build_model(config_lib.load(config_lib.WGANTrainConfig, run_dir / "config.json"), 1)
+        model = trainer.build_model(config_lib.load(config_lib.WGANTrainConfig, run_dir / "config.json"), 1,
+                                    precision="float32")
     else:
         from keras_forensics.training import cyclegan as trainer
 
@@ -216,28 +228,35 @@ def translate_cyclegan(model, input: str, out: str = "translated", direction: st
     """Translate every image below `input` with the `direction` generator; write PNGs with the
     same relative names under `out`, each with the bit depth of its source file."""
     from keras_forensics.data import io
-    from keras_forensics.data.blots import file_bit_depth
 
-    generator = load(model, "cyclegan")
-    if direction not in DIRECTIONS:
-        raise ForensicsError(f"--direction must be a_to_b or b_to_a, got {direction!r}")
+    check_direction(direction)
     source = Path(input)
     if not source.exists():
         raise ForensicsError(f"--input {source}: no such file or folder")
+    generator = load(model, "cyclegan")
     channels = int(generator.info.get("channels", 1))
     multiple = 2 ** int(generator.info.get("down_blocks", 2))
     out = Path(out)
     report = io.ScanReport()
     written = 0
-    for path, image in io.scan_images(source, report=report):
-        image = np.repeat(image[..., None], channels, axis=-1)
+    # A grayscale model sees the luminance of colour files; an RGB model sees grayscale files as
+    # three equal channels (the closest colour image), with a warning below.
+    gray_inputs = []
+    for path, image in io.scan_images(source, report=report, color=channels == 3):
+        if channels == 1:
+            image = image[..., None]
+        elif float(np.max(np.ptp(image, axis=-1))) == 0.0:
+            gray_inputs.append(path.name)
         padded, (height, width) = _pad_to_multiple(image, multiple)
         translated = generator.translate(padded[None], direction)[0, :height, :width]
         relative = path.relative_to(source) if source.is_dir() else Path(path.name)
-        write_png((out / relative).with_suffix(".png"), translated, file_bit_depth(path))
+        write_png((out / relative).with_suffix(".png"), translated, io.file_bit_depth(path))
         written += 1
     if not written:
         raise ForensicsError(f"--input {source}: no readable images ({report.summary()})")
+    if gray_inputs:
+        logger.warning("%d grayscale input(s) (e.g. %s) given to an RGB generator as three equal channels",
+                       len(gray_inputs), gray_inputs[0])
     return {"out": str(out), "images": written, "skipped": len(report.skipped), "direction": direction,
             "model": str(generator.source)}
 

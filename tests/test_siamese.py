@@ -211,3 +211,38 @@ main({_train_command(tmp_path / "run", 2)[3:] + ["--strategy", "mirrored", "--va
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
+
+
+def test_mixed_bfloat16_training_loads_back_in_float32(tmp_path, rng):
+    """--precision mixed_bfloat16 trains with bf16 layers but a float32 loss; load_parts rebuilds
+    the saved model in float32 with the same weights."""
+    from keras_forensics.config import SiameseTrainConfig
+    from keras_forensics.training.siamese import build_models
+
+    config = SiameseTrainConfig(model=TINY, deformation=DeformationConfig(patch_size=64, crop_size=32),
+                                precision="mixed_bfloat16")
+    model = build_models(config, total_steps=10)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    embedding, distance = siamese.parts_of(model)
+    assert embedding.get_layer("stage1_conv1").compute_dtype == "bfloat16"
+    assert distance.compute_dtype == "float32" and model.output.dtype == "float32"
+    x = {k: rng.random((4, 32, 32, 1)).astype("float32") for k in ("anchor", "same", "different")}
+    history = model.fit(x, np.zeros((4, 2)), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    model.save(tmp_path / "bf16.keras")
+
+    loaded_embedding, loaded_distance = siamese.load_parts(tmp_path / "bf16.keras")
+    assert {layer.compute_dtype for layer in loaded_embedding.layers if layer.weights} == {"float32"}
+    for before, after in zip(embedding.weights, loaded_embedding.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(before), keras.ops.convert_to_numpy(after))
+    reference = keras.ops.convert_to_numpy(distance([embedding(x["anchor"]), embedding(x["same"])]))
+    restored = keras.ops.convert_to_numpy(loaded_distance([loaded_embedding(x["anchor"]), loaded_embedding(x["same"])]))
+    np.testing.assert_allclose(restored, reference, rtol=0.05, atol=0.02)  # bf16 vs float32 arithmetic
+
+
+def test_precision_flag_is_checked():
+    from keras_forensics.config import SiameseTrainConfig
+    from keras_forensics.errors import ForensicsError
+
+    with pytest.raises(ForensicsError, match="--precision"):
+        SiameseTrainConfig(precision="half")

@@ -105,3 +105,124 @@ def test_save_and_load_round_trip(tmp_path, upsampling):
     np.testing.assert_allclose(loaded.critic(images).numpy(), model.critic(images).numpy(), atol=1e-5)
     assert int(loaded.critic_optimizer.iterations) == config.critic_steps
     assert loaded.get_config()["critic_steps"] == config.critic_steps
+
+
+def test_paper_preset_has_a_34_layer_generator_and_a_15_layer_critic():
+    """Wang et al.'s depths, counted as conv and dense layers on the main path (widths do not matter)."""
+    import dataclasses
+
+    from keras_forensics.config import WGAN_PRESETS
+    from keras_forensics.models.wgan import count_weight_layers
+
+    paper = dataclasses.replace(WGAN_PRESETS["paper"]["model"], generator_width=2, generator_max_filters=4,
+                                critic_width=2, critic_max_filters=4)
+    generator, critic = build_generator(paper), build_critic(paper)
+    assert (count_weight_layers(generator), count_weight_layers(critic)) == (34, 15)
+    assert (paper.generator_depth, paper.critic_depth) == (34, 15)
+    assert generator.output_shape == (None, 256, 256, 1) and critic.output_shape == (None, 1)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in critic.layers)
+    # The generator up-samples by resize-convolution, never by transposed convolution.
+    assert not any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in generator.layers)
+
+
+def test_mixed_bfloat16_step_keeps_float32_weights_images_and_penalty():
+    from keras_forensics.training.common import dtype_policy
+
+    keras.utils.set_random_seed(0)
+    with dtype_policy("mixed_bfloat16"):
+        model = WGAN.from_wgan_config(TINY, seed=0)
+    model.compile(keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9),
+                  keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert model.generator.get_layer("stage1_block0_conv2").compute_dtype == "bfloat16"
+    logs = model.train_step(tf.constant(real_batches()))
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    assert 0.0 < float(logs["gradient_norm"]) < 100.0
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    noise = np.zeros((2, TINY.latent_dim), np.float32)
+    assert model(noise).dtype == "float32" and model.critic(model(noise)).dtype == "float32"
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer and the commands around it, on a few tiny blots
+
+
+def write_blots(folder, count=4, size=40, bit_depth=8, colour=False, seed=0):
+    from PIL import Image
+
+    from keras_forensics.data.blots import quantize, render_blots
+
+    folder.mkdir(parents=True)
+    for index, image in enumerate(render_blots(count, size, seed)):
+        if colour:  # blue-tinted bands
+            image = np.stack([image, image, np.clip(image + 0.3 * (1 - image), 0, 1)], axis=-1)
+        Image.fromarray(quantize(image, bit_depth)).save(folder / f"blot_{index}.png")
+    return folder
+
+
+def tiny_train_config(folder, **overrides):
+    from keras_forensics.config import WGANTrainConfig
+
+    options = dict(model=TINY, data=(str(folder),), data_scale=1.0, patch_stride=8, min_std=0.0, batch_size=4,
+                   steps=2, validate_every=1, validation_images=8, swd_patches_per_image=8, swd_directions=8,
+                   swd_repeats=1, sample_every=1, sample_grid=2, log_every=1)
+    return WGANTrainConfig(**{**options, **overrides})
+
+
+def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path):
+    import dataclasses
+    import json
+
+    from keras_forensics import generate
+    from keras_forensics.data.io import file_bit_depth
+    from keras_forensics.errors import ForensicsError
+    from keras_forensics.training import wgan as trainer
+
+    config = tiny_train_config(write_blots(tmp_path / "blots", bit_depth=16))
+    run = trainer.train(config, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and np.isfinite(metrics["test"]["swd"])
+    assert json.loads((run / "generator.json").read_text())["bit_depth"] == 16
+    assert sorted(p.name for p in (run / "samples").iterdir())[:2] == ["step_0000001.png", "step_0000002.png"]
+    # The same command, with the schedule extended by one step, resumes at step 2.
+    trainer.train(dataclasses.replace(config, steps=3), run)
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3
+    with pytest.raises(ForensicsError, match="different configuration"):
+        trainer.train(dataclasses.replace(config, batch_size=2), run)
+
+    result = generate.generate_wgan(str(run), n=3, out=str(tmp_path / "fakes"))
+    assert result["bit_depth"] == 16 and file_bit_depth(tmp_path / "fakes" / "fake_00002.png") == 16
+    evaluation = trainer.evaluate(str(run), n=8)
+    assert np.isfinite(evaluation["swd"]) and np.isfinite(evaluation["spectral_distance"])
+    assert (run / "evaluation.json").exists()
+
+
+def test_user_mistakes_give_one_line_errors_and_leave_no_model_dir(tmp_path, capsys):
+    from keras_forensics import generate, train
+    from keras_forensics.config import WGANTrainConfig
+    from keras_forensics.errors import ForensicsError
+    from keras_forensics.training import wgan as trainer
+
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["wgan", "--data", str(tmp_path / "missing"), "--model_dir", str(run)])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.startswith("error: --data") and "Traceback" not in error
+    assert not run.exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ForensicsError, match="no readable images"):
+        trainer.train(tiny_train_config(tmp_path / "empty"), run)
+    assert not run.exists()
+    gray = write_blots(tmp_path / "gray")
+    rgb = WGANConfig(**{**TINY.__dict__, "channels": 3})
+    with pytest.raises(ForensicsError, match="grayscale"):
+        trainer.load_blots(tiny_train_config(gray, model=rgb))
+    with pytest.raises(ForensicsError, match="grayscale"):
+        trainer.load_blots(WGANTrainConfig(model=rgb))  # the rendered default blots
+    # Colour blots feed an RGB model in colour.
+    patches = trainer.load_blots(tiny_train_config(write_blots(tmp_path / "colour", colour=True), model=rgb))[0].patches
+    assert patches.shape[-1] == 3 and np.abs(patches[..., 2].astype(int) - patches[..., 0]).max() > 20
+    with pytest.raises(ForensicsError, match="--direction must be a_to_b or b_to_a, got 'a2b'"):
+        generate.translate_cyclegan(str(tmp_path / "run"), str(gray), direction="a2b")
+    with pytest.raises(ForensicsError, match="no such file or folder"):
+        generate.generate_wgan(str(tmp_path / "nowhere"))

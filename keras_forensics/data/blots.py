@@ -7,9 +7,12 @@
   depends only on (seed, k), so the first n images of any larger set are the same n images.
 * `blot_folder(directory, size, ...)`: real blots of any size, made dark-on-light (chemiluminescence
   captures are bright-on-dark), scaled, and cut into tiles; empty background tiles are dropped.
+* `tile_folder(directory, size, ...)`: the same for any images (CycleGAN's domains), grayscale
+  or colour.
 
-Both return a `keras_forensics.datasets.PatchSet` (uint8, or uint16 when the source was 16-bit).
-All blots here are dark bands on a light background, as they appear in figures.
+All return a `keras_forensics.datasets.PatchSet` (uint8, or uint16 when the source was 16-bit;
+[N, S, S] grayscale or [N, S, S, 3] colour). All blots here are dark bands on a light background,
+as they appear in figures.
 
 Reference for what a blot looks like and what generated ones must match: Wang et al., Deepfakes: a
 new threat to image fabrication in scientific publications? Patterns 3 (2022), Figure 1.
@@ -168,77 +171,103 @@ def to_unit(patches: np.ndarray) -> np.ndarray:
 
 
 def file_bit_depth(path) -> int:
-    """16 for 16-bit (or float) image files, else 8, from the header only."""
-    from PIL import Image
+    """16 for 16-bit (or float) image files, else 8, from the header only (`io.file_bit_depth`)."""
+    from keras_forensics.data import io
 
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+    return io.file_bit_depth(path)
 
-        with tifffile.TiffFile(path) as tif:
-            dtype = tif.pages[0].dtype
-        return 8 if dtype is not None and np.dtype(dtype).itemsize == 1 else 16
-    with Image.open(path) as image:
-        return 16 if image.mode.startswith("I") or image.mode == "F" else 8
+
+def is_grayscale(image: np.ndarray, tolerance: float = 1.0 / 512) -> bool:
+    """True for [H, W] images and for [H, W, 3] images whose three channels are equal."""
+    return image.ndim == 2 or float(np.max(np.ptp(image, axis=-1))) <= tolerance
 
 
 def dark_on_light(image: np.ndarray, polarity: str = "auto") -> np.ndarray:
     """Make bands dark on a light background.
 
     polarity "auto" inverts images whose median is below 0.5 (a chemiluminescence capture is mostly
-    dark membrane with bright bands); "invert" always inverts; "keep" never does.
+    dark membrane with bright bands); "invert" always inverts; "keep" never does. Colour images
+    [H, W, 3] are judged by their mean over channels.
     """
     if polarity not in ("auto", "keep", "invert"):
         raise ForensicsError(f"polarity must be auto, keep or invert, got {polarity!r}")
-    if polarity == "invert" or (polarity == "auto" and float(np.median(image)) < 0.5):
+    brightness = image if image.ndim == 2 else image.mean(axis=-1)
+    if polarity == "invert" or (polarity == "auto" and float(np.median(brightness)) < 0.5):
         return 1.0 - image
     return image
 
 
 def tiles(image: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """All size x size tiles of `image` on a grid with `stride`, the last row and column touching
-    the far edges; images smaller than a tile are reflect-padded (`datasets.fit_to_patch`)."""
+    """All size x size tiles of `image` ([H, W] or [H, W, C]) on a grid with `stride`, the last
+    row and column touching the far edges: [K, size, size(, C)]. Images smaller than a tile are
+    reflect-padded (`datasets.fit_to_patch`, per channel)."""
     from keras_forensics.datasets import fit_to_patch
 
-    image = fit_to_patch(image, size)
-    height, width = image.shape
+    if image.ndim == 3:
+        image = np.stack([fit_to_patch(image[..., channel], size) for channel in range(image.shape[-1])], axis=-1)
+    else:
+        image = fit_to_patch(image, size)
+    height, width = image.shape[:2]
 
     def starts(extent):
         positions = list(range(0, extent - size + 1, stride))
         return positions if positions[-1] == extent - size else positions + [extent - size]
 
-    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
-    return windows[np.ix_(starts(height), starts(width))].reshape(-1, size, size)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
+    if image.ndim == 3:  # [rows, columns, C, size, size] -> [rows, columns, size, size, C]
+        windows = np.moveaxis(windows, 2, -1)
+    return windows[np.ix_(starts(height), starts(width))].reshape((-1, size, size) + image.shape[2:])
 
 
 def blot_folder(directory, size: int = 128, scale: float = 0.5, stride: int | None = None,
-                min_std: float = 0.04, polarity: str = "auto", group_by: str | None = None):
+                min_std: float = 0.04, polarity: str = "auto", group_by: str | None = None, channels: int = 1):
     """Real blots below `directory` as dark-on-light tiles: (PatchSet, bit_depth).
 
-    Each image is read as grayscale (`io.scan_images`, which skips unreadable files with a
-    warning), made dark-on-light (`dark_on_light`), resized by `scale` with anti-aliasing, and cut
-    into `size` tiles every `stride` pixels (default size // 4). Tiles whose std is below `min_std`
-    are empty membrane and dropped (each image keeps its best tile). Groups follow
-    `datasets.field_group`, or the `group_by` regex. The patches are uint16 if any file was 16-bit.
+    `tile_folder` with the blots' defaults: each image is made dark-on-light (`dark_on_light`),
+    resized by `scale` and cut into `size` tiles every `stride` pixels (default size // 4); tiles
+    whose std is below `min_std` are empty membrane and dropped.
+    """
+    return tile_folder(directory, size, scale, stride, min_std, polarity, group_by, channels)
+
+
+def tile_folder(directory, size: int, scale: float = 1.0, stride: int | None = None, min_std: float = 0.0,
+                polarity: str = "keep", group_by: str | None = None, channels: int = 1):
+    """Every image below `directory` as `size` tiles: (PatchSet, bit_depth).
+
+    Each image is read (`io.scan_images`, which skips unreadable files with a warning) as
+    grayscale (`channels=1`; colour is reduced to luminance, with a warning) or RGB
+    (`channels=3`; a folder of only grayscale images is an error, since a colour model would
+    learn three equal channels), oriented by `polarity` (`dark_on_light`), resized by `scale`
+    with anti-aliasing, and cut into tiles every `stride` pixels (default size // 4). Tiles whose
+    std is below `min_std` are dropped (each image keeps its best tile). Groups follow
+    `datasets.field_group`, or the `group_by` regex. The patches are uint16 if any file was
+    16-bit, else uint8.
     """
     from skimage.transform import resize
 
     from keras_forensics.data import io
     from keras_forensics.datasets import PatchSet, field_group, regex_group
 
+    if channels not in (1, 3):
+        raise ForensicsError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     directory = Path(directory)
     if not directory.exists():
         raise ForensicsError(f"{directory}: no such folder")
     group_of = regex_group(group_by) if group_by else field_group
     report = io.ScanReport()
     stride = stride or max(1, size // 4)
-    images, groups, names, bit_depth = [], [], [], 8
-    for path, image in io.scan_images(directory, report=report):
+    images, groups, names, bit_depth, colour_files = [], [], [], 8, []
+    for path, image in io.scan_images(directory, report=report, color=True):
         bit_depth = max(bit_depth, file_bit_depth(path))
+        gray = is_grayscale(image)
+        if not gray:
+            colour_files.append(path.name)
+        if channels == 1:  # luminance with the weights of io.read_image
+            image = image[..., 0] if gray else np.clip(image @ io.LUMA_WEIGHTS, 0.0, 1.0)
         image = dark_on_light(image, polarity)
         if scale != 1.0:
             shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
-            image = resize(image, shape, order=1, anti_aliasing=scale < 1.0, preserve_range=True)
+            image = resize(image, shape + image.shape[2:], order=1, anti_aliasing=scale < 1.0, preserve_range=True)
         cut = tiles(image.astype(np.float32), size, stride)
         spread = cut.reshape(len(cut), -1).std(axis=1)
         keep = spread >= min_std
@@ -250,8 +279,36 @@ def blot_folder(directory, size: int = 128, scale: float = 0.5, stride: int | No
         images.append(cut[keep])
         groups.append(np.full(int(keep.sum()), names.index(group)))
     if not images:
-        raise ForensicsError(f"{directory}: no readable images")
+        raise ForensicsError(f"{directory}: no readable images ({report.summary()})")
+    if channels == 3 and not colour_files:
+        raise ForensicsError(f"{directory}: every image is grayscale, but the model is RGB (--channels 3); "
+                             "use --channels 1 for grayscale images")
+    if channels == 1 and colour_files:
+        logger.warning("%s: %d colour image(s) (e.g. %s) reduced to grayscale; use --channels 3 for an RGB model",
+                       directory, len(colour_files), colour_files[0])
     if report.skipped:
         logger.warning("%s: %s", directory, report.summary())
     patches = quantize(np.concatenate(images), bit_depth)
     return PatchSet(patches, np.concatenate(groups), names), bit_depth
+
+
+def folders_as_tiles(folders, flag: str = "--data", **tile_options):
+    """`tile_folder` over several folders, as one (PatchSet, bit_depth): group names are prefixed
+    with their folder's name, and one 16-bit folder makes every tile 16-bit. `flag` names the
+    command-line option in the error for a missing folder."""
+    parts = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise ForensicsError(f"{flag} {folder}: no such folder")
+        part, depth = tile_folder(folder, **tile_options)
+        part.names = [f"{Path(folder).name}/{name}" for name in part.names]
+        parts.append((part, depth))
+    if not parts:
+        raise ForensicsError(f"{flag}: no folders given")
+    bit_depth = max(depth for _, depth in parts)
+    patchset = None
+    for part, depth in parts:
+        if depth != bit_depth:
+            part.patches = quantize(to_unit(part.patches), bit_depth)
+        patchset = part if patchset is None else patchset.concatenate(part)
+    return patchset, bit_depth

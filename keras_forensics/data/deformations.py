@@ -399,8 +399,7 @@ class Deformer:
         use_gamma = geometric & _bernoulli(seeds[4], batch, config.p_gamma)
         # Log-uniform, so that brightening and darkening are equally likely.
         low, high = (math.log(g) for g in config.gamma_range)
-        exponent = tf.where(use_gamma, tf.exp(_uniform(seeds[5], [batch], low, high)), 1.0)
-        out = gamma(out, exponent)
+        out = on_subset(out, use_gamma, gamma, tf.exp(_uniform(seeds[5], [batch], low, high)))
 
         use_edit = geometric & _bernoulli(seeds[6], batch, config.p_local_edit)
         out = random_local_edit(out, seeds[7], config, use_edit)

@@ -8,6 +8,8 @@ Supported: PNG, JPEG, BMP, GIF, WebP (Pillow) and TIFF (tifffile: 8/16/32-bit, f
 multi-channel). Colour is reduced to luminance with the ITU-R BT.601 weights that
 `tf.image.rgb_to_grayscale` uses, so a file read here and bytes decoded inside a serving graph give
 the same pixels. Transparent pixels are composited over white, as a reader sees them on a page.
+`read_image(path, color=True)` keeps colour instead ([H, W, 3]; the GANs' RGB data), with
+16-bit PNG and TIFF samples at full precision.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def read_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     all_planes: bool = False,
+    color: bool = False,
 ) -> np.ndarray:
     """Read one image file as float32 grayscale in [0, 1].
 
@@ -53,9 +56,11 @@ def read_image(
             bombs).
         all_planes: for multi-page / multi-plane TIFFs, return every plane as [P, H, W] instead of
             only the first as [H, W]. Other formats give [1, H, W] with this flag.
+        color: return RGB [H, W, 3] (or [P, H, W, 3]) instead of luminance; grayscale files give
+            three equal channels.
 
     Returns:
-        [H, W] float32 (or [P, H, W] with `all_planes`).
+        [H, W] float32 (or [P, H, W] with `all_planes`; a trailing 3 with `color`).
 
     Raises:
         ImageReadError: the file is missing, empty, not an image, truncated, too large, or has a
@@ -68,16 +73,69 @@ def read_image(
         raise ImageReadError(path, "is a folder, not an image file")
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4)
+            head = handle.read(_PNG_HEADER_SIZE)
     except OSError as error:
         raise ImageReadError(path, f"cannot open ({error.strerror or error})") from None
     if not head:
         raise ImageReadError(path, "empty file")
-    if head in _TIFF_MAGIC:
-        planes = _read_tiff(path, max_pixels, all_planes)
+    if head[:4] in _TIFF_MAGIC:
+        planes = _read_tiff(path, max_pixels, all_planes, color=color)
+    elif color and _png_bit_depth(head) == 16 and head[25] in (2, 6):
+        planes = _read_png16_color(path, head, max_pixels)  # Pillow would drop 8 of the 16 bits
     else:
-        planes = _read_pillow(path, max_pixels, all_planes)
+        planes = _read_pillow(path, max_pixels, all_planes, color=color)
     return planes if all_planes else planes[0]
+
+
+def file_bit_depth(path) -> int:
+    """16 for image files with more than 8 bits per sample (16-bit or float PNG / TIFF), else 8;
+    from the header only."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(_PNG_HEADER_SIZE)
+    if head[:4] in _TIFF_MAGIC:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            dtype = tif.pages[0].dtype
+        return 8 if dtype is not None and np.dtype(dtype).itemsize == 1 else 16
+    if _png_bit_depth(head):
+        return 16 if _png_bit_depth(head) == 16 else 8
+    with Image.open(path) as image:
+        return 16 if image.mode.startswith("I") or image.mode == "F" else 8
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_HEADER_SIZE = 26  # signature, IHDR length and type, width, height, bit depth, colour type
+
+
+def _png_bit_depth(head: bytes) -> int | None:
+    """The bit depth in a PNG's IHDR chunk (the first 26 bytes of the file), None if not a PNG."""
+    if len(head) < _PNG_HEADER_SIZE or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _read_png16_color(path: Path, head: bytes, max_pixels) -> np.ndarray:
+    """A 16-bit RGB(A) PNG as [1, H, W, 3] with every bit (Pillow reduces these to 8 bits)."""
+    import tensorflow as tf
+
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    _check_size(path, width, height, max_pixels)
+    try:
+        data = tf.io.decode_png(path.read_bytes(), channels=0, dtype=tf.uint16).numpy()
+    except (tf.errors.InvalidArgumentError, OSError) as error:
+        raise ImageReadError(path, f"corrupt or truncated PNG ({error})") from None
+    return _rgb_over_white(data.astype(np.float32) / 65535.0)[None]
+
+
+def _rgb_over_white(array: np.ndarray) -> np.ndarray:
+    """[..., 3 or 4] in [0, 1] -> [..., 3] float32, transparency composited over white."""
+    rgb = array[..., :3]
+    if array.shape[-1] == 4:
+        alpha = array[..., 3:]
+        rgb = rgb * alpha + (1.0 - alpha)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
 
 
 def decode_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -91,7 +149,7 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = 
     return _read_pillow(_io.BytesIO(data), max_pixels, False, name=name)[0]
 
 
-def _read_pillow(source, max_pixels, all_planes, name=None) -> np.ndarray:
+def _read_pillow(source, max_pixels, all_planes, name=None, color: bool = False) -> np.ndarray:
     name = name or source
     try:
         with warnings.catch_warnings():
@@ -117,7 +175,7 @@ def _read_pillow(source, max_pixels, all_planes, name=None) -> np.ndarray:
                 if frame:
                     image.seek(frame)
                 image.load()
-                planes.append(_pillow_to_gray(image, name))
+                planes.append(_pillow_to_rgb(image, name) if color else _pillow_to_gray(image, name))
             except ImageReadError:
                 raise
             except (OSError, SyntaxError, ValueError) as error:
@@ -164,7 +222,18 @@ def _pillow_to_gray(image: Image.Image, name) -> np.ndarray:
     raise ImageReadError(name, f"unsupported pixel layout (Pillow mode {mode!r})")
 
 
-def _read_tiff(source, max_pixels, all_planes, name=None) -> np.ndarray:
+def _pillow_to_rgb(image: Image.Image, name) -> np.ndarray:
+    """[H, W, 3] float32; grayscale modes (at their full bit depth) give three equal channels."""
+    mode = image.mode
+    if mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16"):
+        return np.repeat(_pillow_to_gray(image, name)[..., None], 3, axis=-1)
+    if mode not in ("RGB", "RGBA"):
+        transparent = "A" in mode or "a" in mode or "transparency" in image.info
+        image = image.convert("RGBA" if transparent else "RGB")
+    return _rgb_over_white(np.asarray(image, dtype=np.float32) / 255.0)
+
+
+def _read_tiff(source, max_pixels, all_planes, name=None, color: bool = False) -> np.ndarray:
     import tifffile
 
     name = name or source
@@ -188,7 +257,7 @@ def _read_tiff(source, max_pixels, all_planes, name=None) -> np.ndarray:
         raise
     except Exception as error:  # tifffile raises many types for corrupt files
         raise ImageReadError(name, f"corrupt or unreadable TIFF ({type(error).__name__}: {error})") from None
-    return _tiff_to_planes(np.asarray(data), axes, name)
+    return _tiff_to_planes(np.asarray(data), axes, name, color)
 
 
 def _tiff_spatial_size(shape, axes):
@@ -197,8 +266,8 @@ def _tiff_spatial_size(shape, axes):
     return None
 
 
-def _tiff_to_planes(data: np.ndarray, axes: str, name) -> np.ndarray:
-    """Turn any TIFF array into [P, H, W] float32 in [0, 1]."""
+def _tiff_to_planes(data: np.ndarray, axes: str, name, color: bool = False) -> np.ndarray:
+    """Turn any TIFF array into [P, H, W] float32 in [0, 1] (or [P, H, W, 3] with `color`)."""
     if "Y" not in axes or "X" not in axes or data.ndim != len(axes):
         raise ImageReadError(name, f"unsupported TIFF layout (shape {data.shape}, axes {axes!r})")
     # Move Y, X (and a colour axis S of 3 or 4 samples) to the end.
@@ -210,6 +279,9 @@ def _tiff_to_planes(data: np.ndarray, axes: str, name) -> np.ndarray:
         # Extra samples that are not RGB(A): treat each as its own plane.
         data = np.moveaxis(data, -1, -3)
     unit = _scale_to_unit(data, name)
+    if color:
+        rgb = _rgb_over_white(unit) if colour else np.repeat(unit[..., None], 3, axis=-1)
+        return rgb.reshape((-1,) + rgb.shape[-3:]).astype(np.float32)
     if colour:
         gray = unit[..., :3] @ LUMA_WEIGHTS
         if unit.shape[-1] == 4:
@@ -278,6 +350,7 @@ def scan_images(
     recursive: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     report: ScanReport | None = None,
+    color: bool = False,
 ) -> Iterator[tuple[Path, np.ndarray]]:
     """Yield (path, image) for every readable image in files and folders; skip the rest.
 
@@ -290,7 +363,7 @@ def scan_images(
     for entry in paths:
         for path in list_image_files(entry, recursive=recursive):
             try:
-                image = read_image(path, max_pixels=max_pixels)
+                image = read_image(path, max_pixels=max_pixels, color=color)
             except ImageReadError as error:
                 logger.warning("skipping %s", error)
                 report.skipped.append((str(path), error.reason))

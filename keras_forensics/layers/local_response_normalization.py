@@ -36,9 +36,12 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.beta = beta
 
     def call(self, inputs):
-        return tf.nn.local_response_normalization(
-            inputs, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
+        # TensorFlow's LRN kernel is float32/float16 only; under a bfloat16 policy compute it in float32.
+        outputs = tf.nn.local_response_normalization(
+            tf.cast(inputs, "float32"), depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha,
+            beta=self.beta,
         )
+        return tf.cast(outputs, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

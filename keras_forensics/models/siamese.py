@@ -93,11 +93,12 @@ def build_triplet_model(embedding: keras.Model, distance: WeightedL1Distance | N
 
     sigmoid of the logits are the paper's sigma_same and sigma_diff.
     """
-    distance = distance or WeightedL1Distance(name="distance")
+    distance = distance or WeightedL1Distance(name="distance", dtype="float32")
     inputs = {key: _image_input(embedding, key) for key in ("anchor", "same", "different")}
     anchor, same, different = (embedding(inputs[key]) for key in ("anchor", "same", "different"))
     distances = ops.stack([distance([anchor, same]), distance([anchor, different])], axis=-1)
-    logits = layers.Identity(name="logits")(1.0 - distances)
+    # float32 whatever the global policy, so a mixed-precision run computes its loss in float32.
+    logits = layers.Identity(name="logits", dtype="float32")(1.0 - distances)
     return keras.Model(inputs, logits, name="siamese_triplet")
 
 
@@ -105,8 +106,8 @@ def build_pair_model(embedding: keras.Model, distance: WeightedL1Distance) -> ke
     """image_a, image_b -> {"distance": f, "p_same": sigmoid(1 - f)}; same weights as training."""
     image_a, image_b = _image_input(embedding, "image_a"), _image_input(embedding, "image_b")
     d = distance([embedding(image_a), embedding(image_b)])
-    p_same = layers.Activation("sigmoid", name="p_same")(1.0 - d)
-    d = layers.Identity(name="distance_out")(d)
+    p_same = layers.Activation("sigmoid", name="p_same", dtype="float32")(1.0 - d)
+    d = layers.Identity(name="distance_out", dtype="float32")(d)
     return keras.Model({"image_a": image_a, "image_b": image_b}, {"distance": d, "p_same": p_same},
                        name="siamese_pair")
 
@@ -172,8 +173,18 @@ def triplet_metrics():
 
 
 def load_parts(path) -> tuple[keras.Model, WeightedL1Distance]:
-    """The embedding and distance layer of a trained model: a .keras file, or a training run's
-    model_dir (its model.keras, else its best checkpoint)."""
+    """The float32 embedding and distance layer of a trained model: a .keras file (triplet or pair
+    model), or a training run's model_dir (its model.keras, else its best checkpoint).
+
+    The network is rebuilt from the file's own config and the weights loaded into it, so loading
+    never deserialises code. A run trained under a mixed-precision policy is rebuilt in float32:
+    inference, export and the search index always compute in float32. A best checkpoint is copied
+    before reading, because a running trainer rewrites it at each validation.
+    """
+    import json
+    import shutil
+    import tempfile
+    import zipfile
     from pathlib import Path
 
     from keras_forensics.errors import ForensicsError
@@ -181,15 +192,43 @@ def load_parts(path) -> tuple[keras.Model, WeightedL1Distance]:
     path = Path(path)
     if path.is_dir():
         for candidate in ("model.keras", "checkpoints/best.keras"):
-            if (path / candidate).exists():
+            if (path / candidate).is_file():
                 path = path / candidate
                 break
         else:
             raise ForensicsError(f"{path}: no model.keras or checkpoints/best.keras in this folder")
-    if not path.exists():
+    if not path.is_file():
         raise ForensicsError(f"{path}: no such model file")
-    try:
-        model = keras.models.load_model(path)
-    except (ValueError, OSError) as error:
-        raise ForensicsError(f"{path}: cannot load the model ({error})") from None
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "model.keras"
+        shutil.copyfile(path, copy)
+        try:
+            with zipfile.ZipFile(copy) as archive:
+                config = json.loads(archive.read("config.json"))
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
+            raise ForensicsError(f"{path}: not a Keras .keras file ({error})") from None
+        layer_configs = {layer.get("config", {}).get("name"): _float32(layer)
+                         for layer in config.get("config", {}).get("layers", [])}
+        if "embedding" not in layer_configs or "distance" not in layer_configs:
+            raise ForensicsError(f"{path}: not a Siamese model (no 'embedding' and 'distance' layers); "
+                                 "pass the model.keras a `train siamese` run wrote")
+        try:
+            embedding = keras.saving.deserialize_keras_object(layer_configs["embedding"])
+            distance = keras.saving.deserialize_keras_object(layer_configs["distance"])
+            build = build_pair_model if config.get("config", {}).get("name") == "siamese_pair" else build_triplet_model
+            model = build(embedding, distance)
+            model.load_weights(copy)
+        except Exception as error:  # Keras raises many types for a mismatched file
+            raise ForensicsError(f"{path}: cannot load the Siamese weights ({type(error).__name__}: {error})") from None
     return parts_of(model)
+
+
+def _float32(layer_config):
+    """A copy of a serialised layer (nested layers included) with every dtype policy set to float32."""
+    if isinstance(layer_config, dict):
+        if str(layer_config.get("class_name", "")).endswith(("DTypePolicy", "DTypePolicyMap")):
+            return "float32"
+        return {key: _float32(value) for key, value in layer_config.items()}
+    if isinstance(layer_config, list):
+        return [_float32(value) for value in layer_config]
+    return layer_config

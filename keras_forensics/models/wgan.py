@@ -25,8 +25,6 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
 from keras import layers
@@ -41,7 +39,7 @@ def stage_filters(width: int, max_filters: int, num_stages: int) -> list[int]:
 
 
 def num_stages(config: WGANConfig) -> int:
-    return int(round(math.log2(config.resolution // config.base_size)))
+    return config.stages
 
 
 def _generator_norm(config: WGANConfig, name: str):
@@ -92,9 +90,11 @@ def _generator_block(x, filters: int, upsample: bool, config: WGANConfig, name: 
 def build_generator(config: WGANConfig | None = None, name: str = "generator") -> keras.Model:
     """noise [B, latent_dim] -> images [B, resolution, resolution, channels] in [0, 1].
 
-    Dense -> reshape to base_size^2 x filters -> per doubling one up-sampling residual block and
-    `generator_blocks_per_stage - 1` residual blocks -> norm, ReLU, 3x3 conv, tanh, then mapped
-    from [-1, 1] to [0, 1] (the toolkit's image range), so the model's output is an image.
+    Dense -> reshape to base_size^2 x filters -> `generator_extra_blocks` residual blocks at
+    base_size -> per doubling one up-sampling residual block and `generator_blocks_per_stage - 1`
+    residual blocks -> norm, ReLU, 3x3 conv, tanh, then mapped from [-1, 1] to [0, 1] (the
+    toolkit's image range), so the model's output is an image. The output layer computes in
+    float32 whatever the mixed-precision policy, so images and the critic's input are float32.
     """
     config = config or WGANConfig()
     filters = stage_filters(config.generator_width, config.generator_max_filters, num_stages(config))
@@ -102,53 +102,69 @@ def build_generator(config: WGANConfig | None = None, name: str = "generator") -
     x = layers.Dense(config.base_size * config.base_size * filters[0],
                      use_bias=config.generator_norm != "batch", name="dense")(noise)
     x = layers.Reshape((config.base_size, config.base_size, filters[0]), name="reshape")(x)
+    for block in range(config.generator_extra_blocks):
+        x = _generator_block(x, filters[0], False, config, f"base_block{block}")
     for stage, stage_width in enumerate(filters[1:], start=1):
         for block in range(config.generator_blocks_per_stage):
             x = _generator_block(x, stage_width, block == 0, config, f"stage{stage}_block{block}")
     x = _generator_norm(config, "output_norm")(x)
     x = layers.ReLU(name="output_relu")(x)
-    x = layers.Conv2D(config.channels, 3, padding="same", activation="tanh", name="output_conv")(x)
-    images = layers.Rescaling(0.5, offset=0.5, name="images")(x)
+    x = layers.Conv2D(config.channels, 3, padding="same", name="output_conv")(x)
+    x = layers.Activation("tanh", dtype="float32", name="output_tanh")(x)
+    images = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="images")(x)
     return keras.Model(noise, images, name=name)
 
 
-def _critic_block(x, filters: int, downsample: bool, config: WGANConfig, name: str):
+def _critic_block(x, filters: int, downsample: bool, config: WGANConfig, name: str,
+                  image_filters: int | None = None):
     """Pre-activation residual block: norm, ReLU, conv 3x3, norm, ReLU, conv 3x3, [mean-pool];
-    shortcut conv 1x1 (then mean-pool) when the shape changes (Gulrajani et al.'s 'down' block)."""
-    h = _critic_norm(config, f"{name}_norm1")(x)
-    h = layers.ReLU(name=f"{name}_relu1")(h)
-    h = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_conv1")(h)
+    shortcut [mean-pool] then conv 1x1 when the width changes (Gulrajani et al.'s 'down' block;
+    pooling first is the same linear map at a quarter of the cost).
+
+    With `image_filters`, the block reads the image itself (Gulrajani et al.'s and Miyato et al.'s
+    "optimized" first block): no norm or ReLU before its first conv, which widens the image's
+    channels to `image_filters`; the shortcut is mean-pooled before its 1x1 conv (4x cheaper).
+    """
+    first = image_filters is not None
+    inner = image_filters if first else x.shape[-1]
+    h = x if first else layers.ReLU(name=f"{name}_relu1")(_critic_norm(config, f"{name}_norm1")(x))
+    h = layers.Conv2D(inner, 3, padding="same", name=f"{name}_conv1")(h)
     h = _critic_norm(config, f"{name}_norm2")(h)
     h = layers.ReLU(name=f"{name}_relu2")(h)
     h = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(h)
-    shortcut = x if x.shape[-1] == filters else layers.Conv2D(filters, 1, name=f"{name}_shortcut")(x)
+    shortcut = x
     if downsample:
         h = layers.AveragePooling2D(2, name=f"{name}_pool")(h)
         shortcut = layers.AveragePooling2D(2, name=f"{name}_shortcut_pool")(shortcut)
+    if x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, name=f"{name}_shortcut")(shortcut)
     return layers.Add(name=f"{name}_add")([shortcut, h])
 
 
 def build_critic(config: WGANConfig | None = None, name: str = "critic") -> keras.Model:
     """images [B, R, R, C] in [0, 1] -> scores [B, 1].
 
-    3x3 conv -> per halving one down-sampling residual block (and `critic_blocks_per_stage - 1`
-    more) -> `critic_extra_blocks` residual blocks at base_size -> ReLU -> dense 1 without
-    bias (a constant offset cancels in every WGAN loss, so its gradient is always 0).
+    Per halving one down-sampling residual block (and `critic_blocks_per_stage - 1` more; the
+    very first reads the image, see `_critic_block`) -> `critic_extra_blocks` residual blocks at
+    base_size -> ReLU -> dense 1 without bias (a constant offset cancels in every WGAN loss, so
+    its gradient is always 0). The scores are float32 whatever the mixed-precision policy.
     """
     config = config or WGANConfig()
     filters = stage_filters(config.critic_width, config.critic_max_filters, num_stages(config))[::-1]
     images = keras.Input((config.resolution, config.resolution, config.channels), name="images")
     x = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(images)
-    x = layers.Conv2D(filters[0], 3, padding="same", name="input_conv")(x)
     for stage, stage_width in enumerate(filters[1:], start=1):
         for block in range(config.critic_blocks_per_stage):
             last = block == config.critic_blocks_per_stage - 1
-            x = _critic_block(x, stage_width if last else x.shape[-1], last, config, f"stage{stage}_block{block}")
+            first = stage == 1 and block == 0
+            width = stage_width if last else (filters[0] if first else x.shape[-1])
+            x = _critic_block(x, width, last, config, f"stage{stage}_block{block}",
+                              image_filters=filters[0] if first else None)
     for block in range(config.critic_extra_blocks):
         x = _critic_block(x, filters[-1], False, config, f"extra_block{block}")
     x = layers.ReLU(name="output_relu")(x)
     x = layers.Flatten(name="flatten")(x)
-    scores = layers.Dense(1, use_bias=False, name="score")(x)
+    scores = layers.Dense(1, use_bias=False, dtype="float32", name="score")(x)
     return keras.Model(images, scores, name=name)
 
 
@@ -246,23 +262,27 @@ class WGAN(keras.Model):
         return keras.random.uniform((batch_size, 1, 1, 1), 0.0, 1.0, seed=self.seed_generator)
 
     def gradient_penalty(self, real, fake):
-        """(mean penalty, mean gradient norm) at random points between real and fake images."""
-        real = tf.convert_to_tensor(real, self.compute_dtype)
+        """(mean penalty, mean gradient norm) at random points between real and fake images.
+
+        Computed in float32 under any mixed-precision policy: the critic's layers cast their
+        input, and the norm of a bfloat16 gradient would be too coarse for a penalty on |g| - 1.
+        """
+        real, fake = tf.cast(real, "float32"), tf.cast(fake, "float32")
         mixed = real + self.interpolation_weights(tf.shape(real)[0]) * (fake - real)
         with tf.GradientTape() as tape:
             tape.watch(mixed)
-            scores = self.critic(mixed, training=True)
-        gradient = tape.gradient(scores, mixed)
+            scores = tf.cast(self.critic(mixed, training=True), "float32")
+        gradient = tf.cast(tape.gradient(scores, mixed), "float32")
         norm = tf.sqrt(tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3]) + self.gradient_norm_epsilon)
         return tf.reduce_mean(tf.square(norm - 1.0)), tf.reduce_mean(norm)
 
     def critic_step(self, real):
         """One critic update on a real batch; the generator's weights are not touched."""
-        real = tf.convert_to_tensor(real, self.compute_dtype)
-        fake = self.generator(self.sample_noise(tf.shape(real)[0]), training=True)
+        real = tf.cast(real, "float32")
+        fake = tf.cast(self.generator(self.sample_noise(tf.shape(real)[0]), training=True), "float32")
         with tf.GradientTape() as tape:
-            real_scores = self.critic(real, training=True)
-            fake_scores = self.critic(fake, training=True)
+            real_scores = tf.cast(self.critic(real, training=True), "float32")
+            fake_scores = tf.cast(self.critic(fake, training=True), "float32")
             wasserstein = tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores)
             penalty, norm = self.gradient_penalty(real, fake)
             loss = -wasserstein + self.gradient_penalty_weight * penalty
@@ -276,7 +296,8 @@ class WGAN(keras.Model):
         """One generator update; the critic's weights are not touched."""
         noise = self.sample_noise(batch_size)
         with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(self.critic(self.generator(noise, training=True), training=True))
+            scores = self.critic(self.generator(noise, training=True), training=True)
+            loss = -tf.reduce_mean(tf.cast(scores, "float32"))
         gradients = tape.gradient(loss, self.generator.trainable_variables)
         self.generator_optimizer.apply_gradients(zip(gradients, self.generator.trainable_variables))
         return loss

@@ -22,13 +22,9 @@ loaded into it, which also reads triplet models saved by early runs with a Lambd
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +176,7 @@ def load_scorer(model: str | os.PathLike | None = None) -> SiameseScorer:
     if best.is_file():
         logger.warning("%s has no model.keras yet (training not finished): using its best checkpoint so far",
                        path)
-        return _load_keras_file(best, copy_first=True)
+        return _load_keras_file(best)
     raise ForensicsError(NO_MODEL_HELP.format(where=path))
 
 
@@ -210,39 +206,9 @@ def _load_saved_model(path: Path) -> SiameseScorer:
     return scorer
 
 
-def _load_keras_file(path: Path, copy_first: bool = False) -> SiameseScorer:
-    """Rebuild the model the trainer saved from the file's own config, then load its weights."""
-    if copy_first:
-        # The trainer rewrites checkpoints/best.keras at each validation: read a stable copy.
-        with tempfile.TemporaryDirectory() as folder:
-            copy = Path(folder) / "model.keras"
-            shutil.copyfile(path, copy)
-            scorer = _load_keras_file(copy)
-        scorer.source = f"keras {path}"
-        return scorer
-
-    import keras
-
+def _load_keras_file(path: Path) -> SiameseScorer:
+    """The trainer's .keras file (rebuilt from its own config, in float32; see siamese.load_parts)."""
     from keras_forensics.models import siamese
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
-        raise ForensicsError(f"{path}: not a Keras .keras file ({error})") from None
-    layers = {layer.get("config", {}).get("name"): layer for layer in config.get("config", {}).get("layers", [])}
-    if "embedding" not in layers or "distance" not in layers:
-        raise ForensicsError(f"{path}: not a Siamese model (no 'embedding' and 'distance' layers); "
-                             "pass the model.keras a `train siamese` run wrote")
-    try:
-        embedding = keras.saving.deserialize_keras_object(layers["embedding"])
-        distance = keras.saving.deserialize_keras_object(layers["distance"])
-        if config.get("config", {}).get("name") == "siamese_pair":
-            model = siamese.build_pair_model(embedding, distance)
-        else:
-            model = siamese.build_triplet_model(embedding, distance)
-        model.load_weights(path)
-    except Exception as error:  # Keras raises many types for a mismatched file
-        raise ForensicsError(f"{path}: cannot load the Siamese weights ({type(error).__name__}: {error})") from None
-    embedding, distance = siamese.parts_of(model)
+    embedding, distance = siamese.load_parts(path)
     return SiameseScorer.from_keras(embedding, distance, source=f"keras {path}")

@@ -255,29 +255,12 @@ class SiameseServing(ServingModule):
 
 
 def load_siamese(model_dir) -> SiameseServing:
-    """A Siamese run dir (config.json + model.keras, the triplet model) -> its serving module.
-
-    The network is rebuilt from config.json and the weights loaded from model.keras, so loading
-    never deserialises code. A run still in progress has no model.keras yet: its best checkpoint
-    (checkpoints/best.keras) is used instead.
-    """
-    from keras_forensics import config as config_lib
+    """A Siamese run dir (its model.keras, or while training runs its checkpoints/best.keras), or
+    a .keras file -> its serving module. See `siamese.load_parts`: the network is rebuilt from the
+    file's own config in float32, so loading never deserialises code."""
     from keras_forensics.models import siamese
 
-    model_dir = Path(model_dir)
-    best = model_dir / "checkpoints" / "best.keras"
-    weights = best if best.is_file() and not (model_dir / MODEL_FILE).is_file() else model_dir / MODEL_FILE
-    weights = _require_file(weights, "siamese")
-    config_path = _require_file(model_dir / "config.json", "siamese")
-    config = config_lib.load(config_lib.SiameseTrainConfig, config_path)
-    embedding = siamese.build_embedding(config.model)
-    distance = siamese.WeightedL1Distance(config.model.initial_alpha, name="distance")
-    triplet = siamese.build_triplet_model(embedding, distance)
-    try:
-        triplet.load_weights(weights)
-    except (ValueError, OSError) as error:
-        raise ForensicsError(f"{weights}: cannot load the Siamese weights ({error})") from None
-    embedding, distance = siamese.parts_of(triplet)
+    embedding, distance = siamese.load_parts(model_dir)
     return SiameseServing(embedding, distance)
 
 

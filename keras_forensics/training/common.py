@@ -8,6 +8,7 @@ validation interval (one Keras "epoch" here).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -23,8 +24,9 @@ import tensorflow as tf
 from keras_forensics import config as config_lib
 from keras_forensics.errors import ForensicsError
 
-# Fields that may change when a run is resumed (the schedule can be extended).
-RESUMABLE_FIELDS = ("steps", "patience")
+# Fields that may change when a run is resumed (the schedule can be extended; the arithmetic
+# precision and XLA compilation change speed, not the model or its weights).
+RESUMABLE_FIELDS = ("steps", "patience", "precision", "jit_compile")
 
 
 def default_model_dir(kind: str) -> Path:
@@ -68,6 +70,18 @@ def completed_epochs(model_dir) -> int:
     if not path.exists():
         return 0
     return int(json.loads(path.read_text()).get("epoch", 0))
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers created inside are built under the Keras dtype policy `name` ("float32",
+    "mixed_bfloat16", ...); the global policy is restored afterwards."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def make_strategy(name: str):

@@ -33,19 +33,18 @@ BEST_FILE = "checkpoints/best.keras"  # the lowest validation SWD, both directio
 DEMO_DOMAINS = ("clean", "overexposed")
 
 
-def load_domain(folders: tuple[str, ...], config: CycleGANTrainConfig, demo_style, demo_seed: int):
-    """Tiles of one domain: every image of the folders, or rendered demo blots."""
-    size = config.tile_size
+def load_domain(folders: tuple[str, ...], config: CycleGANTrainConfig, demo_style, demo_seed: int,
+                flag: str) -> tuple[datasets.PatchSet, int]:
+    """Tiles of one domain and their bit depth: every image of the folders (grayscale or RGB
+    as the model), cut into overlapping tile_size tiles, nearly flat ones dropped; or rendered
+    demo blots."""
+    size, channels = config.tile_size, config.model.channels
     if not folders:
-        return datasets.synthetic_blots(config.demo_count, size, seed=demo_seed, style=demo_style)
-    patchset = None
-    for folder in folders:
-        if not Path(folder).is_dir():
-            raise ForensicsError(f"--domain_a / --domain_b {folder}: no such folder")
-        part = datasets.folder(folder, patch_size=size, mode="tiles", seed=config.seed)
-        part.names = [f"{Path(folder).name}/{name}" for name in part.names]
-        patchset = part if patchset is None else patchset.concatenate(part)
-    return patchset
+        if channels != 1:
+            raise ForensicsError("the embedded demo domains are grayscale blots; pass --domain_a DIR --domain_b DIR "
+                                 "with colour images for --channels 3")
+        return datasets.synthetic_blots(config.demo_count, size, seed=demo_seed, style=demo_style), 8
+    return blots.folders_as_tiles(folders, flag, size=size, stride=size // 2, min_std=0.02, channels=channels)
 
 
 def build_model(config: CycleGANTrainConfig, total_steps: int) -> CycleGAN:
@@ -71,8 +70,8 @@ def fixed_images(patchset, count: int, config: CycleGANTrainConfig, seed: int) -
     """Up to `count` centre crops of tiles, fixed by the seed, [N, S, S, channels] in [0, 1]."""
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(patchset), min(count, len(patchset)), replace=False))
-    images = _center_crop(blots.to_unit(patchset.patches[index]), config.model.image_size)[..., None]
-    return np.repeat(images, config.model.channels, axis=-1)
+    images = _center_crop(blots.to_unit(patchset.patches[index]), config.model.image_size)
+    return images[..., None] if images.ndim == 3 else images
 
 
 def _predict(network: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
@@ -140,18 +139,22 @@ class CycleGANMonitor(keras.callbacks.Callback):
 
 def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
     """Train (or resume) and return the model_dir. See `python -m keras_forensics.train cyclegan --help`."""
+    # The data first: a mistyped folder must not leave a model_dir behind (see training/wgan.py).
+    domain_a, depth_a = load_domain(config.domain_a, config, blots.BlotStyle.clean(), config.seed, "--domain_a")
+    domain_b, depth_b = load_domain(config.domain_b, config, blots.BlotStyle.overexposed(), config.seed + 1,
+                                    "--domain_b")
+    for domain in (domain_a, domain_b):
+        domain.split(config.split_fractions, seed=config.seed)  # too few source images: an error now
     model_dir, config, _ = common.prepare_model_dir("cyclegan", model_dir, config)
     keras.utils.set_random_seed(config.seed)
     demo = not config.domain_a
-    domain_a = load_domain(config.domain_a, config, blots.BlotStyle.clean(), config.seed)
-    domain_b = load_domain(config.domain_b, config, blots.BlotStyle.overexposed(), config.seed + 1)
     split_a = common.split_by_group(domain_a, config.split_fractions, config.seed, model_dir / "split_a.json")
     split_b = common.split_by_group(domain_b, config.split_fractions, config.seed, model_dir / "split_b.json")
     logger.info("tiles: a %s, b %s", len(split_a["train"]), len(split_b["train"]))
     model_config = config.model
     generate.write_info(model_dir, {
         "kind": "cyclegan", "image_size": model_config.image_size, "channels": model_config.channels,
-        "down_blocks": model_config.down_blocks, "bit_depth": 8, "upsampling": model_config.upsampling,
+        "down_blocks": model_config.down_blocks, "bit_depth": max(depth_a, depth_b), "upsampling": model_config.upsampling,
         "domain_a": list(config.domain_a) or [f"embedded demo: {DEMO_DOMAINS[0]} rendered blots"],
         "domain_b": list(config.domain_b) or [f"embedded demo: {DEMO_DOMAINS[1]} rendered blots"],
         "seed": config.seed})
@@ -162,11 +165,7 @@ def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
     validation_a = fixed_images(split_a["validation"], config.validation_images, config, config.seed + 1)
     validation_b = fixed_images(split_b["validation"], config.validation_images, config, config.seed + 2)
 
-    def train_patches(split):
-        patches = split["train"].patches
-        return np.repeat(patches[..., None], model_config.channels, axis=-1) if model_config.channels == 3 else patches
-
-    data = unpaired_batches(train_patches(split_a), train_patches(split_b), config.batch_size,
+    data = unpaired_batches(split_a["train"].patches, split_b["train"].patches, config.batch_size,
                             model_config.image_size, seed=config.seed, start_step=start_epoch * steps_per_epoch)
     strategy = common.make_strategy(config.strategy)
     with strategy.scope():

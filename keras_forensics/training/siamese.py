@@ -66,11 +66,16 @@ def as_dataset(triplets: dict, batch_size: int) -> tf.data.Dataset:
 
 
 def build_models(config: SiameseTrainConfig, total_steps: int):
-    """The compiled triplet model (embedding and distance layer inside)."""
-    embedding = siamese.build_embedding(config.model)
-    distance = keras.layers.Layer  # placeholder for type checkers
-    distance = siamese.WeightedL1Distance(config.model.initial_alpha, name="distance")
-    triplet = siamese.build_triplet_model(embedding, distance)
+    """The compiled triplet model (embedding and distance layer inside), its layers built under
+    `config.precision` (the distance and the loss stay float32)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        embedding = siamese.build_embedding(config.model)
+        distance = siamese.WeightedL1Distance(config.model.initial_alpha, name="distance", dtype="float32")
+        triplet = siamese.build_triplet_model(embedding, distance)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     schedule = common.learning_rate_schedule(config.learning_rate, total_steps, config.warmup_steps,
                                              config.decay)
     if config.optimizer == "adam":

@@ -38,44 +38,36 @@ BEST_FILE = "checkpoints/best.keras"  # the lowest validation SWD
 
 def load_blots(config: WGANTrainConfig) -> tuple[datasets.PatchSet, int]:
     """The configured blot folders (or rendered blots) as resolution-sized tiles, and their bit depth."""
-    size = config.model.resolution
+    size, channels = config.model.resolution, config.model.channels
     if not config.data:
+        if channels != 1:
+            raise ForensicsError("the rendered default blots are grayscale; pass --data DIR with colour images "
+                                 "for --channels 3")
         return datasets.synthetic_blots(config.synthetic_count, size, seed=config.seed), 8
-    parts = []
-    for folder in config.data:
-        if not Path(folder).is_dir():
-            raise ForensicsError(f"--data {folder}: no such folder")
-        part, depth = blots.blot_folder(folder, size, config.data_scale, config.patch_stride or None,
-                                        config.min_std, config.polarity, config.group_by)
-        part.names = [f"{Path(folder).name}/{name}" for name in part.names]
-        parts.append((part, depth))
-    bit_depth = max(depth for _, depth in parts)
-    patchset = None
-    for part, depth in parts:
-        if depth != bit_depth:  # one 16-bit folder makes every tile 16-bit
-            part.patches = blots.quantize(blots.to_unit(part.patches), bit_depth)
-        patchset = part if patchset is None else patchset.concatenate(part)
-    return patchset, bit_depth
+    return blots.folders_as_tiles(config.data, "--data", size=size, scale=config.data_scale,
+                                  stride=config.patch_stride or None, min_std=config.min_std,
+                                  polarity=config.polarity, group_by=config.group_by, channels=channels)
 
 
-def as_model_images(patches: np.ndarray, channels: int) -> np.ndarray:
-    """uint patches [N, S, S] -> float [N, S, S, channels] (gray repeated for RGB models)."""
+def as_model_images(patches: np.ndarray) -> np.ndarray:
+    """uint patches [N, S, S] or [N, S, S, C] -> float32 [N, S, S, C] in [0, 1]."""
     images = blots.to_unit(patches)
-    images = images[..., None] if images.ndim == 3 else images
-    return np.repeat(images, channels, axis=-1) if images.shape[-1] != channels else images
+    return images[..., None] if images.ndim == 3 else images
 
 
-def fixed_real_images(patchset: datasets.PatchSet, count: int, channels: int, seed: int) -> np.ndarray:
+def fixed_real_images(patchset: datasets.PatchSet, count: int, seed: int) -> np.ndarray:
     """Up to `count` patches drawn without replacement, fixed by the seed (validation and test)."""
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(patchset), min(count, len(patchset)), replace=False))
-    return as_model_images(patchset.patches[index], channels)
+    return as_model_images(patchset.patches[index])
 
 
-def build_model(config: WGANTrainConfig, total_steps: int) -> WGAN:
+def build_model(config: WGANTrainConfig, total_steps: int, precision: str | None = None) -> WGAN:
     """The compiled WGAN: Adam for both networks, decayed over the run's generator steps (the
-    critic's schedule counts its own, `critic_steps` times as many)."""
-    model = WGAN.from_wgan_config(config.model, seed=config.seed)
+    critic's schedule counts its own, `critic_steps` times as many). The networks are built under
+    `precision` (default: the config's); the train step is XLA-compiled with `config.jit_compile`."""
+    with common.dtype_policy(precision or config.precision):
+        model = WGAN.from_wgan_config(config.model, seed=config.seed)
     critic_steps = config.model.critic_steps
 
     def optimizer(learning_rate, steps):
@@ -83,8 +75,20 @@ def build_model(config: WGANTrainConfig, total_steps: int) -> WGAN:
         return keras.optimizers.Adam(schedule, beta_1=config.beta_1, beta_2=config.beta_2)
 
     model.compile(optimizer(config.generator_learning_rate, total_steps),
-                  optimizer(config.critic_learning_rate, total_steps * critic_steps))
+                  optimizer(config.critic_learning_rate, total_steps * critic_steps), jit_compile=config.jit_compile)
     return model
+
+
+def float32_copy(model: WGAN, config: WGANTrainConfig, total_steps: int) -> WGAN:
+    """`model` rebuilt in float32 with its weights: what model.keras holds, so that generation,
+    evaluation and export compute in float32 (and 16-bit output keeps its precision) whatever
+    precision trained it."""
+    if config.precision == "float32":
+        return model
+    copy = build_model(config, total_steps, precision="float32")
+    copy.generator.set_weights(model.generator.get_weights())
+    copy.critic.set_weights(model.critic.get_weights())
+    return copy
 
 
 def generate_images(generator: keras.Model, noise: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -150,30 +154,30 @@ def generator_info(config: WGANTrainConfig, bit_depth: int, split: dict) -> dict
     model = config.model
     return {"kind": "wgan", "latent_dim": model.latent_dim, "resolution": model.resolution,
             "channels": model.channels, "bit_depth": bit_depth, "upsampling": model.upsampling,
-            "data": list(config.data), "data_scale": config.data_scale, "polarity": config.polarity,
+            "data": list(config.data), "data_absolute": [str(Path(folder).resolve()) for folder in config.data],
+            "data_scale": config.data_scale, "polarity": config.polarity,
             "group_by": config.group_by, "patch_stride": config.patch_stride, "min_std": config.min_std,
             "synthetic_count": config.synthetic_count, "seed": config.seed, "test_groups": split["test"]}
 
 
 def train(config: WGANTrainConfig, model_dir=None) -> Path:
     """Train (or resume) and return the model_dir. See `python -m keras_forensics.train wgan --help`."""
+    # The data first: a mistyped --data must not leave a model_dir behind that the corrected
+    # command would then refuse as "a different configuration".
+    patchset, bit_depth = load_blots(config)
+    patchset.split(config.split_fractions, seed=config.seed)  # too few source images: an error now
     model_dir, config, _ = common.prepare_model_dir("wgan", model_dir, config)
     keras.utils.set_random_seed(config.seed)
-    patchset, bit_depth = load_blots(config)
     splits = common.split_by_group(patchset, config.split_fractions, config.seed, model_dir / "split.json")
     logger.info("tiles: %s", {k: (len(v), v.num_groups) for k, v in splits.items()})
     split_names = {name: part.names for name, part in splits.items()}
     generate.write_info(model_dir, generator_info(config, bit_depth, split_names))
 
-    channels = config.model.channels
     steps_per_epoch = config.validate_every
     epochs = common.epochs_for(config.steps, steps_per_epoch)
     start_epoch = common.completed_epochs(model_dir)
-    validation = fixed_real_images(splits["validation"], config.validation_images, channels, config.seed + 1)
-    train_patches = splits["train"].patches
-    if channels == 3 and train_patches.ndim == 3:
-        train_patches = np.repeat(train_patches[..., None], 3, axis=-1)
-    data = critic_batches(train_patches, config.batch_size, config.model.critic_steps, seed=config.seed,
+    validation = fixed_real_images(splits["validation"], config.validation_images, config.seed + 1)
+    data = critic_batches(splits["train"].patches, config.batch_size, config.model.critic_steps, seed=config.seed,
                           start_step=start_epoch * steps_per_epoch, flip=config.flip)
 
     strategy = common.make_strategy(config.strategy)
@@ -192,13 +196,14 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
                   shuffle=False)
     wall = time.perf_counter() - started
 
-    model.save(model_dir / generate.MODEL_FILE)
     steps = int(keras.ops.convert_to_numpy(model.generator_optimizer.iterations))
+    model = float32_copy(model, config, epochs * steps_per_epoch)
+    model.save(model_dir / generate.MODEL_FILE)
     monitor.set_model(model)
     final_grid = monitor.write_samples(steps)
-    test = fixed_real_images(splits["test"], config.validation_images, channels, config.seed + 2)
+    test = fixed_real_images(splits["test"], config.validation_images, config.seed + 2)
     fake = generate_images(model.generator, generate.sample_noise(len(test), config.model.latent_dim, config.seed + 9))
-    reference = fixed_real_images(splits["train"], len(test), channels, config.seed + 3)
+    reference = fixed_real_images(splits["train"], len(test), config.seed + 3)
     metrics = {
         "steps": steps,
         "batch_size": config.batch_size,
@@ -232,9 +237,11 @@ def _real_blots_of(info: dict, data: tuple[str, ...] | None):
                                  data=tuple(data), data_scale=info.get("data_scale", 0.5),
                                  polarity=info.get("polarity", "auto"))
         patchset, _ = load_blots(config)
-        return as_model_images(patchset.patches, channels), None
+        return as_model_images(patchset.patches), None
+    folders = [folder if Path(folder).is_dir() else absolute
+               for folder, absolute in zip(info["data"], info.get("data_absolute", info["data"]))]
     config = WGANTrainConfig(
-        model=WGANConfig(resolution=int(info["resolution"]), channels=channels), data=tuple(info["data"]),
+        model=WGANConfig(resolution=int(info["resolution"]), channels=channels), data=tuple(folders),
         data_scale=info["data_scale"], polarity=info["polarity"], group_by=info["group_by"],
         patch_stride=info["patch_stride"], min_std=info["min_std"], synthetic_count=info["synthetic_count"],
         seed=info["seed"])
@@ -246,8 +253,7 @@ def _real_blots_of(info: dict, data: tuple[str, ...] | None):
     if not test:
         raise ForensicsError("none of the generator's held-out groups are in its training data; pass --data DIR")
     others = [name for name in patchset.names if name not in set(test)]
-    return as_model_images(patchset.subset(test).patches, channels), \
-        as_model_images(patchset.subset(others).patches, channels)
+    return as_model_images(patchset.subset(test).patches), as_model_images(patchset.subset(others).patches)
 
 
 def evaluate(model, data: tuple[str, ...] | None = None, n: int = 512, seed: int = 0, out=None,
