@@ -274,8 +274,7 @@ SIAMESE_PRESETS = {
     # plus the embedded data, split by field group.
     "shipped": dict(data=("../shared/data/micrographs",), include_embedded=True,
                     group_by=SHARED_MICROGRAPH_GROUPS, steps=6000, batch_size=64, validate_every=200,
-                    warmup_steps=200, learning_rate=1e-3, validation_triplets=1024, test_triplets=2000,
-                    precision="mixed_bfloat16"),
+                    warmup_steps=200, learning_rate=1e-3, validation_triplets=1024, test_triplets=2000),
 }
 
 

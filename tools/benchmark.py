@@ -394,8 +394,8 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
     from keras_forensics.serving.protocol import encode_png
 
     model_dir = Path(model_dir or "runs/siamese/shipped")
-    if not (model_dir / "model.keras").is_file():
-        raise ForensicsError(f"{model_dir} holds no model.keras; pass --model_dir of a finished Siamese run "
+    if not any((model_dir / name).is_file() for name in ("model.keras", "checkpoints/best.keras")):
+        raise ForensicsError(f"{model_dir} holds no model.keras or checkpoints/best.keras; pass --model_dir of a Siamese run "
                              "(e.g. python -m keras_forensics.train siamese --preset quick --steps 20 "
                              "--model_dir /tmp/siamese_quick)")
     counts = [int(c) for c in str(clients).replace("(", "").replace(")", "").split(",") if str(c).strip()]
