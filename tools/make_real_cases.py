@@ -124,8 +124,15 @@ def _reuse(source: np.ndarray, region, rng):
 
 
 def make(out, split: str = "test", data=None, split_json=None, originals: int = 4, reuses: int = 2,
-         seed: int = 0) -> dict:
-    """Write the folder (see the module docstring); returns counts."""
+         seed: int = 0, layout: str = "flat") -> dict:
+    """Write the folder (see the module docstring); returns counts.
+
+    --layout flat (screening: one folder, labels from manifest.csv) or folders (the original
+    test.py layout that `evaluate siamese --real_cases` reads: one sub-folder per original panel
+    holding it and its re-uses; the manifest's file column then includes the sub-folder).
+    """
+    if layout not in ("flat", "folders"):
+        raise SystemExit(f"--layout must be flat or folders, got {layout!r}")
     from PIL import Image
 
     from keras_forensics.data.io import read_image
@@ -147,6 +154,9 @@ def make(out, split: str = "test", data=None, split_json=None, originals: int = 
         source = np.clip(np.round(read_image(source_path) * 255), 0, 255).astype(np.uint8)
         for number, region in enumerate(_regions(source, originals, rng)):
             stem = f"{source_path.stem[:40]}_r{number}"
+            if layout == "folders":
+                (out / stem).mkdir(exist_ok=True)
+                stem = f"{stem}/{stem}"
             x, y, w, h = region
             Image.fromarray(source[y:y + h, x:x + w]).save(out / f"{stem}_orig.png")
             rows.append({"file": f"{stem}_orig.png", "source": source_path.name, "x": x, "y": y, "width": w,
