@@ -246,3 +246,17 @@ def test_precision_flag_is_checked():
 
     with pytest.raises(ForensicsError, match="--precision"):
         SiameseTrainConfig(precision="half")
+
+
+def test_branches_share_batch_statistics_in_training(rng):
+    """Anchor, same and different are normalised as one batch: an anchor and an identical "same"
+    image get identical embeddings in training mode even when the rest of their batches differ."""
+    model = _tiny_triplet_model()
+    anchor = rng.random((4, 32, 32, 1)).astype("float32")
+    same = rng.random((4, 32, 32, 1)).astype("float32") * 0.3  # a differently distributed batch...
+    same[0] = anchor[0]                                          # ...except one identical image
+    different = rng.random((4, 32, 32, 1)).astype("float32")
+    logits = keras.ops.convert_to_numpy(model({"anchor": anchor, "same": same, "different": different},
+                                              training=True))
+    assert logits[0, 0] == pytest.approx(1.0, abs=1e-6)  # f(A0, S0) = 0
+    assert np.all(logits[1:, 0] < 1.0)
