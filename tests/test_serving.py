@@ -70,8 +70,11 @@ def test_models_config_parses_as_a_model_server_config():
     config = text_format.Parse((ROOT / "saved_models" / "models.config").read_text(),
                                model_server_config_pb2.ModelServerConfig())
     entries = config.model_config_list.config
-    assert [e.name for e in entries] == ["siamese", "detector", "wgan"]
+    assert "detector" in [e.name for e in entries]
     for entry in entries:
+        # tensorflow_model_server waits forever for a listed model without a version: list only shipped ones.
+        versions = [p for p in (ROOT / "saved_models" / entry.name).glob("*/saved_model.pb") if p.parent.name.isdigit()]
+        assert versions, f"models.config lists {entry.name!r} but saved_models/{entry.name} holds no version"
         assert entry.base_path == f"/models/{entry.name}"  # absolute, as tensorflow_model_server requires
         assert entry.model_platform == "tensorflow"
         assert entry.model_version_policy.WhichOneof("policy_choice") == "latest"
