@@ -132,6 +132,8 @@ def load(path, kind: str) -> LoadedGenerator:
         # Exported without generator.json: what generation needs is in the signatures.
         if kind == "wgan" and "latent_dim" not in info:
             info["latent_dim"] = int(functions["serving_default"].structured_input_signature[1]["noise"].shape[-1])
+            images = functions["serving_default"].structured_outputs["images"].shape
+            info.update(resolution=int(images[1]), channels=int(images[-1]))
         if kind == "cyclegan" and "channels" not in info:
             info["channels"] = int(functions["a_to_b"].structured_input_signature[1]["images"].shape[-1])
         return LoadedGenerator(kind, info, functions, saved)
@@ -280,7 +282,17 @@ def export(kind: str, model_dir, export_base="saved_models", version: int | None
         raise ForensicsError(f"{model_dir}: no {INFO_FILE}; is it a {kind} training run?")
     result = signatures.export(kind, model_dir, export_base=export_base, version=version, overwrite=overwrite,
                                verbose=False)
-    extra = result.path / "assets.extra"
-    extra.mkdir(exist_ok=True)
-    write_info(extra, {**json.loads(info_path.read_text()), "exported_from": str(model_dir)})
+    add_info(model_dir, result.path)
     return result.path
+
+
+def add_info(model_dir, saved_model_dir) -> Path | None:
+    """Copy a run's generator.json (image size, channels, bit depth, training data and held-out
+    groups) into its SavedModel's assets.extra/, where `generate` and `evaluate wgan` read it.
+    Returns the written file, or None for a run without generator.json."""
+    info_path = Path(model_dir) / INFO_FILE
+    if not info_path.exists():
+        return None
+    extra = Path(saved_model_dir) / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    return write_info(extra, {**json.loads(info_path.read_text()), "exported_from": str(model_dir)})

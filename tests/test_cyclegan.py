@@ -58,3 +58,37 @@ def test_train_step_losses_are_finite_and_model_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.generator_ba(odd_size).numpy(), model.generator_ba(odd_size).numpy(),
                                atol=1e-5)
     np.testing.assert_array_equal(loaded.pool_b.images.numpy(), model.pool_b.images.numpy())
+
+
+def test_four_adam_optimisers_hold_then_decay_linearly_to_zero():
+    from keras_forensics.config import CycleGANTrainConfig
+    from keras_forensics.training.cyclegan import build_model
+
+    model = build_model(CycleGANTrainConfig(model=TINY, steps=100), total_steps=100)
+    optimizers = list(model.optimizers_by_network.values())
+    assert len({id(optimizer) for optimizer in optimizers}) == 4
+    for optimizer in optimizers:
+        assert float(optimizer.beta_1) == 0.5
+        rates = []
+        for step in (0, 50, 75, 100):
+            optimizer.iterations.assign(step)
+            rates.append(float(optimizer.learning_rate))
+        np.testing.assert_allclose(rates, [2e-4, 2e-4, 1e-4, 0.0], atol=1e-9)
+
+
+def test_embedded_demo_domains_are_clean_and_overexposed_blots_and_refuse_rgb():
+    from keras_forensics.config import CycleGANTrainConfig
+    from keras_forensics.data.blots import BlotStyle
+    from keras_forensics.errors import ForensicsError
+    from keras_forensics.training.cyclegan import load_domain
+
+    config = CycleGANTrainConfig(model=TINY, demo_count=8)
+    clean, depth = load_domain((), config, BlotStyle.clean(), 0, "--domain_a")
+    overexposed, _ = load_domain((), config, BlotStyle.overexposed(), 1, "--domain_b")
+    assert depth == 8 and clean.patches.shape == (8, config.tile_size, config.tile_size)
+    # Domain B is darker where the bands saturate and greyer where the membrane is uneven.
+    assert (clean.patches < 10).mean() < (overexposed.patches < 10).mean()
+    assert np.median(clean.patches) > np.median(overexposed.patches)
+    rgb = CycleGANTrainConfig(model=CycleGANConfig(**{**TINY.__dict__, "channels": 3}))
+    with pytest.raises(ForensicsError, match="grayscale"):
+        load_domain((), rgb, BlotStyle.clean(), 0, "--domain_a")

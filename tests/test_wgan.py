@@ -169,7 +169,7 @@ def tiny_train_config(folder, **overrides):
     return WGANTrainConfig(**{**options, **overrides})
 
 
-def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path):
+def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path, capsys):
     import dataclasses
     import json
 
@@ -184,8 +184,11 @@ def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path):
     assert metrics["steps"] == 2 and np.isfinite(metrics["test"]["swd"])
     assert json.loads((run / "generator.json").read_text())["bit_depth"] == 16
     assert sorted(p.name for p in (run / "samples").iterdir())[:2] == ["step_0000001.png", "step_0000002.png"]
-    # The same command, with the schedule extended by one step, resumes at step 2.
+    # The same command, with the schedule extended by one step, resumes at step 2 (not from 0,
+    # which would also end at step 3) with the optimisers' state.
+    capsys.readouterr()
     trainer.train(dataclasses.replace(config, steps=3), run)
+    assert f"resuming {run} at step 2" in capsys.readouterr().out
     assert json.loads((run / "metrics.json").read_text())["steps"] == 3
     with pytest.raises(ForensicsError, match="different configuration"):
         trainer.train(dataclasses.replace(config, batch_size=2), run)

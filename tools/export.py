@@ -25,6 +25,10 @@ def _command(kind: str):
 
         result = signatures.export(kind, model_dir, export_base=export_base, version=version,
                                    overwrite=overwrite, name=name)
+        if kind in ("wgan", "cyclegan"):  # what `generate` and `evaluate wgan` need to know
+            from keras_forensics.generate import add_info
+
+            add_info(model_dir, result.path)
         return result.as_dict()
 
     export.__name__ = kind

@@ -302,3 +302,94 @@ def total_wall_time(model_dir, wall: float) -> float:
     path = Path(model_dir) / "metrics.json"
     previous = json.loads(path.read_text()).get("wall_time_s_total", 0.0) if path.exists() else 0.0
     return round(previous + wall, 1)
+
+
+class WallTime(keras.callbacks.Callback):
+    """Keeps `wall_time_s_total` in metrics.json current at the end of every interval, so that the
+    time of a run stopped before its end (and resumed later) still counts in the total.
+
+    `total()` is the earlier runs' total plus the time since this callback was made.
+    """
+
+    def __init__(self, model_dir):
+        super().__init__()
+        self.model_dir = Path(model_dir)
+        self.previous = total_wall_time(model_dir, 0.0)
+        self.start = time.perf_counter()
+
+    def total(self) -> float:
+        return round(self.previous + time.perf_counter() - self.start, 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_metrics(self.model_dir, {"wall_time_s_total": self.total()})
+
+
+class GANMonitor(keras.callbacks.Callback):
+    """What the GAN trainers watch: `write_samples(step)` every `sample_every` steps, and at each
+    interval's end `measure()` (a flat dict of figures) written to TensorBoard as quality/<name>
+    and added to the logs as val_<name> (those in `logged`, default all), so that the callbacks
+    after it print them, record them and choose the best model by them. Subclasses define both."""
+
+    logged: tuple[str, ...] | None = None
+
+    def __init__(self, model_dir, sample_every: int, steps_per_epoch: int):
+        super().__init__()
+        self.model_dir = Path(model_dir)
+        self.sample_every = sample_every
+        self.steps_per_epoch = steps_per_epoch
+        self.train_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "train"))
+        self.validation_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "validation"))
+        self.epoch = 0
+
+    def write_samples(self, step: int) -> Path:
+        raise NotImplementedError
+
+    def measure(self) -> dict:
+        raise NotImplementedError
+
+    def write_image(self, name: str, grid, step: int) -> None:
+        with self.train_writer.as_default():
+            tf.summary.image(name, grid[None], step=step)
+        self.train_writer.flush()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        if step % self.sample_every == 0:
+            self.write_samples(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        measured = self.measure()
+        with self.validation_writer.as_default():
+            for name, value in measured.items():
+                tf.summary.scalar(f"quality/{name}", value, step=step)
+        self.validation_writer.flush()
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in measured.items()
+                         if self.logged is None or name in self.logged})
+
+
+def fit_gan(model, data, model_dir, monitor, epochs: int, steps_per_epoch: int, start_epoch: int,
+            log_every: int, best_file: str = "checkpoints/best.keras"):
+    """The GAN trainers' fit: `monitor` (a callback adding val_swd to the logs) first, then the
+    standard callbacks with the best model by the lowest val_swd, per-step TensorBoard scalars
+    and the running wall time; resumes after `start_epoch` finished intervals.
+
+    Returns (the WallTime callback, this run's wall time in seconds).
+    """
+    model_dir = Path(model_dir)
+    # The monitor goes first: the callbacks after it see the validation figures it adds.
+    callbacks = [monitor] + standard_callbacks(model_dir, epochs, steps_per_epoch, monitor="val_swd",
+                                               best_path=model_dir / best_file, mode="min")
+    wall_time = WallTime(model_dir)
+    callbacks += [StepScalars(model_dir / "logs", log_every, steps_per_epoch), wall_time]
+    started = time.perf_counter()
+    if start_epoch < epochs:
+        if start_epoch:
+            print(f"resuming {model_dir} at step {start_epoch * steps_per_epoch}", flush=True)
+        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0,
+                  shuffle=False)
+    return wall_time, time.perf_counter() - started

@@ -11,12 +11,10 @@ the cycle loss on validation images.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_forensics import datasets, generate, quality
 from keras_forensics.config import CycleGANTrainConfig
@@ -79,28 +77,15 @@ def _predict(network: keras.Model, images: np.ndarray, batch_size: int = 16) -> 
                            for start in range(0, len(images), batch_size)])
 
 
-class CycleGANMonitor(keras.callbacks.Callback):
+class CycleGANMonitor(common.GANMonitor):
     """Translation grids every `sample_every` steps; SWD and spectral distance of each direction
     and the validation cycle loss at each interval's end (added to the logs as val_*)."""
 
     def __init__(self, model_dir, config: CycleGANTrainConfig, validation_a, validation_b, steps_per_epoch: int):
-        super().__init__()
-        self.model_dir = Path(model_dir)
+        super().__init__(model_dir, config.sample_every, steps_per_epoch)
         self.config = config
         count = min(len(validation_a), len(validation_b))
         self.validation_a, self.validation_b = validation_a[:count], validation_b[:count]
-        self.steps_per_epoch = steps_per_epoch
-        self.train_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "train"))
-        self.validation_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "validation"))
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = self.epoch * self.steps_per_epoch + batch + 1
-        if step % self.config.sample_every == 0:
-            self.write_samples(step)
 
     def write_samples(self, step: int) -> Path:
         count = self.config.sample_count
@@ -109,9 +94,7 @@ class CycleGANMonitor(keras.callbacks.Callback):
         columns = [a, fake_b, _predict(self.model.generator_ba, fake_b), b, fake_a,
                    _predict(self.model.generator_ab, fake_a)]
         grid = image_grid(np.stack(columns, axis=1).reshape((-1,) + a.shape[1:]), len(columns))
-        with self.train_writer.as_default():
-            tf.summary.image("translations", grid[None], step=step)
-        self.train_writer.flush()
+        self.write_image("translations", grid, step)
         return generate.write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid)
 
     def measure(self) -> dict:
@@ -125,16 +108,6 @@ class CycleGANMonitor(keras.callbacks.Callback):
                 "spectral_distance_a_to_b": to_b["spectral_distance"],
                 "spectral_distance_b_to_a": to_a["spectral_distance"],
                 "swd": (to_b["swd"] + to_a["swd"]) / 2, "cycle_loss": cycle}
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = (epoch + 1) * self.steps_per_epoch
-        measured = self.measure()
-        with self.validation_writer.as_default():
-            for name, value in measured.items():
-                tf.summary.scalar(f"quality/{name}", value, step=step)
-        self.validation_writer.flush()
-        if logs is not None:
-            logs.update({f"val_{name}": value for name, value in measured.items()})
 
 
 def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
@@ -171,16 +144,8 @@ def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
     with strategy.scope():
         model = build_model(config, epochs * steps_per_epoch)
     monitor = CycleGANMonitor(model_dir, config, validation_a, validation_b, steps_per_epoch)
-    callbacks = [monitor] + common.standard_callbacks(model_dir, epochs, steps_per_epoch, monitor="val_swd",
-                                                      best_path=model_dir / BEST_FILE, mode="min")
-    callbacks.append(common.StepScalars(model_dir / "logs", config.log_every, steps_per_epoch))
-    started = time.perf_counter()
-    if start_epoch < epochs:
-        if start_epoch:
-            print(f"resuming {model_dir} at step {start_epoch * steps_per_epoch}", flush=True)
-        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0,
-                  shuffle=False)
-    wall = time.perf_counter() - started
+    wall_time, wall = common.fit_gan(model, data, model_dir, monitor, epochs, steps_per_epoch, start_epoch,
+                                     config.log_every, BEST_FILE)
 
     model.save(model_dir / generate.MODEL_FILE)
     monitor.set_model(model)
@@ -190,7 +155,7 @@ def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
         "steps": steps,
         "batch_size": config.batch_size,
         "wall_time_s_this_run": round(wall, 1),
-        "wall_time_s_total": common.total_wall_time(model_dir, wall),
+        "wall_time_s_total": wall_time.total(),
         "validation": monitor.measure(),
         "domains": {"a": "clean rendered blots" if demo else list(config.domain_a),
                     "b": "overexposed rendered blots" if demo else list(config.domain_b)},

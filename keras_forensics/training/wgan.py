@@ -20,7 +20,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_forensics import datasets, generate, quality
 from keras_forensics.config import WGANTrainConfig
@@ -96,53 +95,32 @@ def generate_images(generator: keras.Model, noise: np.ndarray, batch_size: int =
                            for start in range(0, len(noise), batch_size)])
 
 
-class WGANMonitor(keras.callbacks.Callback):
+class WGANMonitor(common.GANMonitor):
     """Fixed-noise sample grids every `sample_every` steps (TensorBoard and samples/*.png), and the
     SWD and spectral distance of generated against real validation images at each interval's
     end, added to the logs as val_swd, val_spectral_distance (so TimeLeft prints them,
     TensorBoard records them and the best model is chosen by val_swd)."""
 
+    logged = ("swd", "spectral_distance")
+
     def __init__(self, model_dir, config: WGANTrainConfig, validation: np.ndarray, steps_per_epoch: int,
                  bit_depth: int):
-        super().__init__()
-        self.model_dir = Path(model_dir)
+        super().__init__(model_dir, config.sample_every, steps_per_epoch)
         self.config = config
         self.validation = validation
-        self.steps_per_epoch = steps_per_epoch
         self.bit_depth = bit_depth
         latent = config.model.latent_dim
         self.grid_noise = generate.sample_noise(config.sample_grid ** 2, latent, config.seed + 7)
         self.validation_noise = generate.sample_noise(len(validation), latent, config.seed + 8)
-        self.train_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "train"))
-        self.validation_writer = tf.summary.create_file_writer(str(self.model_dir / "logs" / "validation"))
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = self.epoch * self.steps_per_epoch + batch + 1
-        if step % self.config.sample_every == 0:
-            self.write_samples(step)
 
     def write_samples(self, step: int) -> Path:
         grid = image_grid(generate_images(self.model.generator, self.grid_noise), self.config.sample_grid)
-        with self.train_writer.as_default():
-            tf.summary.image("samples", grid[None], step=step)
-        self.train_writer.flush()
+        self.write_image("samples", grid, step)
         return generate.write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid, self.bit_depth)
 
-    def on_epoch_end(self, epoch, logs=None):
-        step = (epoch + 1) * self.steps_per_epoch
+    def measure(self) -> dict:
         fake = generate_images(self.model.generator, self.validation_noise)
-        measured = quality.compare(self.validation, fake, seed=self.config.seed, **swd_options(self.config))
-        with self.validation_writer.as_default():
-            for name, value in measured.items():
-                tf.summary.scalar(f"quality/{name}", value, step=step)
-        self.validation_writer.flush()
-        if logs is not None:
-            logs["val_swd"] = measured["swd"]
-            logs["val_spectral_distance"] = measured["spectral_distance"]
+        return quality.compare(self.validation, fake, seed=self.config.seed, **swd_options(self.config))
 
 
 def swd_options(config: WGANTrainConfig) -> dict:
@@ -184,17 +162,8 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
     with strategy.scope():
         model = build_model(config, epochs * steps_per_epoch)
     monitor = WGANMonitor(model_dir, config, validation, steps_per_epoch, bit_depth)
-    # The monitor goes first: the callbacks after it see the validation figures it adds.
-    callbacks = [monitor] + common.standard_callbacks(model_dir, epochs, steps_per_epoch, monitor="val_swd",
-                                                      best_path=model_dir / BEST_FILE, mode="min")
-    callbacks.append(common.StepScalars(model_dir / "logs", config.log_every, steps_per_epoch))
-    started = time.perf_counter()
-    if start_epoch < epochs:
-        if start_epoch:
-            print(f"resuming {model_dir} at step {start_epoch * steps_per_epoch}", flush=True)
-        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0,
-                  shuffle=False)
-    wall = time.perf_counter() - started
+    wall_time, wall = common.fit_gan(model, data, model_dir, monitor, epochs, steps_per_epoch, start_epoch,
+                                     config.log_every, BEST_FILE)
 
     steps = int(keras.ops.convert_to_numpy(model.generator_optimizer.iterations))
     model = float32_copy(model, config, epochs * steps_per_epoch)
@@ -208,7 +177,7 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
         "steps": steps,
         "batch_size": config.batch_size,
         "wall_time_s_this_run": round(wall, 1),
-        "wall_time_s_total": common.total_wall_time(model_dir, wall),
+        "wall_time_s_total": wall_time.total(),
         "seconds_per_step": round(wall / max(steps - start_epoch * steps_per_epoch, 1), 3),
         "test": quality.compare(test, fake, reference=reference, seed=config.seed, **swd_options(config)),
         "test_images": len(test),
@@ -232,6 +201,9 @@ def _real_blots_of(info: dict, data: tuple[str, ...] | None):
     from keras_forensics.config import WGANConfig
 
     channels = int(info["channels"])
+    if not data and "data" not in info:
+        raise ForensicsError("this generator carries no record of its training data (generator.json); "
+                             "pass --data DIR with real blots to compare against")
     if data:
         config = WGANTrainConfig(model=WGANConfig(resolution=int(info["resolution"]), channels=channels),
                                  data=tuple(data), data_scale=info.get("data_scale", 0.5),
