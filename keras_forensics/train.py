@@ -28,6 +28,14 @@ def _flag_help(cls) -> str:
     return "\n".join(lines)
 
 
+def _with_preset(config, presets: dict, preset: str | None, flags: dict):
+    if preset:
+        if preset not in presets:
+            raise ForensicsError(f"unknown preset {preset!r} (known: {', '.join(presets)})")
+        config = config_lib.replace(config, **presets[preset])
+    return config_lib.replace(config, **flags)
+
+
 def siamese(preset: str | None = None, model_dir: str | None = None, **flags):
     """Train the Siamese duplicate detector (Cicconet et al.) on triplets of deformed patches.
 
@@ -38,12 +46,7 @@ def siamese(preset: str | None = None, model_dir: str | None = None, **flags):
     """
     from keras_forensics.training import siamese as trainer
 
-    config = config_lib.SiameseTrainConfig()
-    if preset:
-        if preset not in config_lib.SIAMESE_PRESETS:
-            raise ForensicsError(f"unknown preset {preset!r} (known: {', '.join(config_lib.SIAMESE_PRESETS)})")
-        config = config_lib.replace(config, **config_lib.SIAMESE_PRESETS[preset])
-    config = config_lib.replace(config, **flags)
+    config = _with_preset(config_lib.SiameseTrainConfig(), config_lib.SIAMESE_PRESETS, preset, flags)
     return str(trainer.train(config, model_dir))
 
 
@@ -65,27 +68,12 @@ def detector(preset: str | None = None, model_dir: str | None = None, **flags):
     """
     from keras_forensics.training import detector as trainer
 
-    config = config_lib.DetectorTrainConfig()
-    if preset:
-        if preset not in config_lib.DETECTOR_PRESETS:
-            raise ForensicsError(f"unknown preset {preset!r} (known: {', '.join(config_lib.DETECTOR_PRESETS)})")
-        config = config_lib.replace(config, **config_lib.DETECTOR_PRESETS[preset])
-    config = config_lib.replace(config, **flags)
+    config = _with_preset(config_lib.DetectorTrainConfig(), config_lib.DETECTOR_PRESETS, preset, flags)
     return str(trainer.train(config, model_dir))
 
 
 detector.__doc__ += "\n" + _flag_help(config_lib.DetectorTrainConfig)
 
-COMMANDS = {"siamese": siamese}
-COMMANDS["detector"] = detector
-
-
-def _with_preset(config, presets: dict, preset: str | None, flags: dict):
-    if preset:
-        if preset not in presets:
-            raise ForensicsError(f"unknown preset {preset!r} (known: {', '.join(presets)})")
-        config = config_lib.replace(config, **presets[preset])
-    return config_lib.replace(config, **flags)
 
 
 def wgan(preset: str | None = None, model_dir: str | None = None, **flags):
@@ -126,8 +114,8 @@ def cyclegan(preset: str | None = None, model_dir: str | None = None, **flags):
 
 cyclegan.__doc__ += "\n" + _flag_help(config_lib.CycleGANTrainConfig)
 
-COMMANDS["wgan"] = wgan
-COMMANDS["cyclegan"] = cyclegan
+COMMANDS = {"siamese": siamese, "detector": detector, "wgan": wgan, "cyclegan": cyclegan}
+
 
 def main(argv=None):
     run_cli(COMMANDS, name="python -m keras_forensics.train", argv=argv)
