@@ -40,6 +40,10 @@ class DeformationConfig:
     max_rotation_degrees: float = 45.0
     scale_range: tuple[float, float] = (0.5, 1.5)
     max_translation: float = 20.0
+    # a quarter, half or three-quarter turn (uniform), on top of the above: re-used panels are
+    # often turned by 90 degrees, which the paper's +-45 degrees and flips never produce (flips make
+    # 180 degrees, not 90); 0 = the paper's recipe
+    p_rotate90: float = 0.0
     # photometric group
     p_jpeg: float = 0.5
     jpeg_quality_range: tuple[int, int] = (10, 50)
@@ -221,6 +225,12 @@ class SiameseTrainConfig:
     include_embedded: bool = False  # add the embedded sample micrographs to --data folders
     group_by: str | None = None  # regex naming the field group of a file (see datasets.folder)
     patch_mode: str = "tiles"
+    # resolutions the training patches are cut at (1 = native; 0.5 = the image shrunk to half, as a
+    # figure panel shrinks a micrograph); see datasets.multiscale_patches
+    patch_scales: tuple[float, ...] = (1.0,)
+    # start from the weights of this run directory or .keras file (fine-tuning); used only when
+    # the run starts, not when it resumes
+    init_from: str | None = None
     steps: int = 800
     batch_size: int = 32
     optimizer: str = "adam"  # "adam" or "momentum"
@@ -250,6 +260,8 @@ class SiameseTrainConfig:
             raise ForensicsError(f"--precision must be float32, mixed_bfloat16 or mixed_float16, got {self.precision!r}")
         if self.steps < 1 or self.batch_size < 1 or self.validate_every < 1:
             raise ForensicsError("--steps, --batch_size and --validate_every must be positive")
+        if not self.patch_scales or not all(0 < s <= 1 for s in self.patch_scales):
+            raise ForensicsError(f"--patch_scales must be numbers in (0, 1], got {self.patch_scales!r}")
         if self.model.input_size != self.deformation.crop_size:
             raise ForensicsError(
                 f"--input_size ({self.model.input_size}) must equal --crop_size ({self.deformation.crop_size})"
@@ -276,6 +288,14 @@ SIAMESE_PRESETS = {
                     group_by=SHARED_MICROGRAPH_GROUPS, steps=6000, batch_size=64, validate_every=200,
                     warmup_steps=200, learning_rate=1e-3, validation_triplets=1024, test_triplets=2000),
 }
+# The shipped model's second stage: the "shipped" run (trained for 3600 steps at native resolution)
+# fine-tuned on patches cut at native, half and quarter resolution (figure panels are micrographs
+# shrunk to fit) and with quarter turns (panels are often re-used turned by 90 degrees); see
+# README, "The Siamese duplicate detector".
+SIAMESE_PRESETS["shipped_finetune"] = dict(
+    SIAMESE_PRESETS["shipped"], patch_scales=(1.0, 0.5, 0.25), p_rotate90=0.5, init_from="runs/siamese/shipped",
+    steps=1600, warmup_steps=100, learning_rate=5e-4, precision="mixed_bfloat16",
+)
 
 
 @dataclasses.dataclass(frozen=True)

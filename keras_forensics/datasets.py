@@ -157,17 +157,48 @@ def image_patches(
     return to_uint8(patches[keep])
 
 
+def downscale(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` resized by `scale` (< 1) with anti-aliasing, as a figure panel shrinks a micrograph."""
+    from skimage.transform import resize
+
+    height, width = image.shape
+    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return resize(image, shape, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
+
+
+def multiscale_patches(image: np.ndarray, patch_size: int, mode: str, stride, num_random, rng,
+                       scales=(1.0,), max_per_image: int | None = None) -> np.ndarray:
+    """Patches of `image` at each of `scales` (1 = native resolution).
+
+    A figure panel is usually a micrograph shrunk to fit, so a model that only saw native-resolution
+    crops meets an unfamiliar scale at screening time. Scales at which the image's short side
+    would fall below 3/4 of a patch are skipped (the patch would be mostly padding); the first
+    scale is always used. Every scale used contributes as many patches as the first one (smaller
+    sets are repeated; the deformations make each repeat a different example), so the shrunken
+    views are not a small minority of the training set. `max_per_image` caps each scale's count.
+    """
+    views = []
+    for index, scale in enumerate(scales):
+        if index and min(image.shape) * scale < 0.75 * patch_size:
+            continue
+        view = image if scale == 1.0 else downscale(image, scale)
+        cut = image_patches(view, patch_size, mode, stride, num_random, rng)
+        if max_per_image and len(cut) > max_per_image:
+            cut = cut[np.sort(rng.choice(len(cut), max_per_image, replace=False))]
+        views.append(cut)
+    target = len(views[0])
+    return np.concatenate([np.resize(v, (target, *v.shape[1:])) if len(v) < target else v for v in views])
+
+
 def _build(named_images, patch_size, mode, stride, num_random, seed, group_of,
-           max_per_image: int | None = None) -> PatchSet:
+           max_per_image: int | None = None, scales=(1.0,)) -> PatchSet:
     rng = np.random.default_rng(seed)
     patches, groups, names = [], [], []
     for name, image in named_images:
         group = group_of(name)
         if group not in names:
             names.append(group)
-        cut = image_patches(image, patch_size, mode, stride, num_random, rng)
-        if max_per_image and len(cut) > max_per_image:
-            cut = cut[np.sort(rng.choice(len(cut), max_per_image, replace=False))]
+        cut = multiscale_patches(image, patch_size, mode, stride, num_random, rng, scales, max_per_image)
         patches.append(cut)
         groups.append(np.full(len(cut), names.index(group)))
     if not patches:
@@ -217,8 +248,10 @@ def folder(
     group_by: str | None = None,
     max_pixels: int = io.DEFAULT_MAX_PIXELS,
     max_per_image: int | None = None,
+    scales=(1.0,),
 ) -> PatchSet:
-    """Patches from every readable image below `directory` (recursive).
+    """Patches from every readable image below `directory` (recursive), at each of `scales`
+    (see `multiscale_patches`).
 
     Unreadable files are skipped with a warning (see `io.scan_images`). Each file is its own
     group, except channel siblings (`name__c0`, `name__c1`); `group_by` is a regex whose match
@@ -231,7 +264,7 @@ def folder(
         (str(path.relative_to(directory).with_suffix("")) if directory.is_dir() else path.stem, image)
         for path, image in io.scan_images(directory, max_pixels=max_pixels, report=report)
     )
-    patches = _build(named, patch_size, mode, stride, num_random, seed, group_of, max_per_image)
+    patches = _build(named, patch_size, mode, stride, num_random, seed, group_of, max_per_image, scales)
     if report.skipped:
         logger.warning("%s: %s", directory, report.summary())
     return patches
@@ -257,7 +290,8 @@ def _skimage_image(name: str) -> np.ndarray:
     return image
 
 
-def sample_micrographs(patch_size: int = 256, include_textures: bool = True, seed: int = 0) -> PatchSet:
+def sample_micrographs(patch_size: int = 256, include_textures: bool = True, seed: int = 0,
+                       scales=(1.0,)) -> PatchSet:
     """The embedded default training data: patches of scikit-image's bundled images.
 
     Microscopy: `cell`, `immunohistochemistry` (split into its 3 stain channels), `retina` (its
@@ -281,7 +315,8 @@ def sample_micrographs(patch_size: int = 256, include_textures: bool = True, see
         named.extend((name, _skimage_image(name)) for name in _TEXTURES)
     # Tiles overlapping by 3/4 give many patches from few images; the cap keeps the large retina
     # from dominating the set.
-    return _build(named, patch_size, "tiles", patch_size // 4, 0, seed, field_group, max_per_image=48)
+    return _build(named, patch_size, "tiles", patch_size // 4, 0, seed, field_group, max_per_image=48,
+                  scales=scales)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def command(function):
 
 @command
 def siamese(model: str, real_cases: str | None = None, data: str | None = None, out: str | None = None,
-            count: int = 2000, synthetic: bool = True):
+            count: int = 2000, synthetic: bool = True, scales=None):
     """Synthetic test accuracy and real-case metrics (ROC AUC, AP, accuracy at f = 1, nearest-neighbour
     accuracy) of a Siamese model; writes evaluation.json and roc.png.
 
@@ -32,10 +32,12 @@ def siamese(model: str, real_cases: str | None = None, data: str | None = None, 
         out: output folder (default: <model_dir>/evaluation).
         count: synthetic test triplets (each gives one same and one different pair).
         synthetic: run the synthetic test (--nosynthetic to skip it).
+        scales: resolutions to cut the synthetic test patches at (default: the run's --patch_scales;
+            --scales 1 = native resolution only, the paper's test).
     """
     from keras_forensics.evaluation.siamese import evaluate
 
-    return evaluate(model, real_cases, data, out, count, synthetic)
+    return evaluate(model, real_cases, data, out, count, synthetic, scales)
 
 
 @command

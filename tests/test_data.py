@@ -43,6 +43,26 @@ def test_folder_tiles_pads_and_upscales(tmp_path, rng):
     assert counts[patchset.names.index("small")] == 1 and counts[patchset.names.index("tiny")] == 1
 
 
+def test_multiscale_patches_balance_scales_and_skip_tiny_views(tmp_path, rng):
+    image = rng.random((600, 600)).astype(np.float32)
+    single = datasets.multiscale_patches(image, 256, "tiles", None, 0, np.random.default_rng(0))
+    assert len(single) == 16  # starts 0, 128, 256, 344 on each axis
+    both = datasets.multiscale_patches(image, 256, "tiles", None, 0, np.random.default_rng(0), scales=(1.0, 0.5))
+    assert len(both) == 2 * len(single)  # the one half-scale tile is repeated to match
+    np.testing.assert_array_equal(both[:16], single)
+    half = datasets.to_uint8(datasets.fit_to_patch(datasets.downscale(image, 0.5), 256))
+    np.testing.assert_array_equal(both[16], half[:256, :256])
+    # At a quarter the short side (150 px) is under 3/4 of a patch: that scale is skipped.
+    three = datasets.multiscale_patches(image, 256, "tiles", None, 0, np.random.default_rng(0),
+                                        scales=(1.0, 0.5, 0.25))
+    assert len(three) == 32
+    Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    assert len(datasets.folder(tmp_path, scales=(1.0, 0.5))) == 32
+    with pytest.raises(ForensicsError, match="--patch_scales"):
+        config_lib.replace(SiameseTrainConfig(), patch_scales="1,1.5")
+    assert config_lib.replace(SiameseTrainConfig(), patch_scales="1,0.5").patch_scales == (1.0, 0.5)
+
+
 def test_channel_siblings_share_a_group_and_regex_groups():
     assert datasets.field_group("cell__c0") == datasets.field_group("cell__c2") == "cell"
     key = datasets.regex_group(config_lib.SHARED_MICROGRAPH_GROUPS)

@@ -59,6 +59,21 @@ def test_translation_moves_a_known_pixel():
     assert out.sum() == pytest.approx(1.0)
 
 
+def test_quarter_turns_are_exact_and_cover_all_three(textured_image):
+    deformer = d.Deformer(DeformationConfig.identity(p_geometric=1.0, p_rotate90=1.0))
+    out = deformer(batch_of(textured_image, 24), tf.constant([5, 6])).numpy()[..., 0]
+    crop = np.asarray(textured_image, np.float32)[64:192, 64:192]
+    turns = []
+    for image in out:
+        errors = [np.abs(image - np.rot90(crop, k)).max() for k in range(4)]
+        assert min(errors) < 1e-4
+        turns.append(int(np.argmin(errors)))
+    assert set(turns) == {1, 2, 3}  # never 0: "turned" means turned
+    unturned = d.Deformer(DeformationConfig.identity(p_geometric=1.0))
+    np.testing.assert_allclose(unturned(batch_of(textured_image, 2), tf.constant([5, 6])).numpy()[..., 0],
+                               np.stack([crop, crop]), atol=1e-5)
+
+
 def test_rotation_by_90_degrees_moves_a_known_pixel():
     image = np.zeros((SIZE, SIZE), np.float32)
     image[4, 20] = 1.0

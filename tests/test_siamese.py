@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from conftest import ROOT
 from keras_forensics.config import DeformationConfig, SiameseConfig
+from keras_forensics.errors import ForensicsError
 from keras_forensics.layers import LocalResponseNormalization, PixelNormalization, WeightedL1Distance
 from keras_forensics.models import siamese
 
@@ -197,6 +198,29 @@ def test_resume_after_kill(tmp_path):
     assert metrics["steps"] == killed_at + 8
     assert (model_dir / "model.keras").exists() and (model_dir / "split.json").exists()
     assert (model_dir / "logs" / "projector" / "projector_config.pbtxt").exists()
+
+
+def test_fine_tuning_starts_from_a_run_and_keeps_its_split(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = subprocess.run(_train_command(first, 2), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    command = _train_command(second, 2) + ["--init_from", str(first), "--patch_scales", "1,0.5",
+                                           "--seed", "5"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"starting from the weights of {first}" in result.stdout
+    assert "Skipping variable loading" not in result.stderr  # a fresh optimizer is the intent
+    # Another seed would split differently; the first run's test groups must stay unseen.
+    assert (second / "split.json").read_text() == (first / "split.json").read_text()
+
+    from keras_forensics.training.siamese import initial_weights
+
+    assert initial_weights(first) == first / "checkpoints" / "best.keras"
+    with pytest.raises(ForensicsError, match="--init_from"):
+        initial_weights(tmp_path / "missing.keras")
+    with pytest.raises(ForensicsError, match="--init_from"):
+        initial_weights(tmp_path)
 
 
 @pytest.mark.slow

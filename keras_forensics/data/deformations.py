@@ -140,7 +140,8 @@ def warp(images, forward, output_size: int | None = None, interpolation: str = "
 
 
 def random_geometry(seed, batch, config: DeformationConfig, apply=None):
-    """One forward matrix per image: reflection, then perspective, then similarity, then the crop.
+    """One forward matrix per image: reflection, then perspective, then similarity, then a quarter
+    turn (k x 90 degrees, `p_rotate90`), then the crop.
 
     `apply` ([B] bool) switches the whole geometric group off for some images (they are only
     cropped), as in the paper's 0.9 / 0.1 branching.
@@ -166,6 +167,12 @@ def random_geometry(seed, batch, config: DeformationConfig, apply=None):
     translation = _uniform(seeds[8], [batch, 2], -config.max_translation, config.max_translation)
     similarity = similarity_matrices(angle, scale, translation[:, 0], translation[:, 1], size)
     matrix = _select(use_similarity, similarity, batch) @ matrix
+
+    turn_seeds = split_seed(seeds[9], 2)
+    use_turn = apply & _bernoulli(turn_seeds[0], batch, config.p_rotate90)
+    quarters = tf.random.stateless_uniform([batch], turn_seeds[1], 1, 4, tf.int32)
+    turn = similarity_matrices(tf.cast(quarters, tf.float32) * (math.pi / 2), 1.0, 0.0, 0.0, size)
+    matrix = _select(use_turn, turn, batch) @ matrix
 
     return crop_matrices(batch, size, config.crop_size) @ matrix
 

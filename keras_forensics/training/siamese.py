@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -27,28 +28,58 @@ BEST_FILE = "checkpoints/best.keras"
 def load_patches(config: SiameseTrainConfig) -> datasets.PatchSet:
     """The configured folders (or the embedded sample micrographs), as grouped patches."""
     size = config.deformation.patch_size
+    scales = config.patch_scales
     if not config.data:
-        return datasets.sample_micrographs(patch_size=size, seed=config.seed)
+        return datasets.sample_micrographs(patch_size=size, seed=config.seed, scales=scales)
     patchset = None
     for folder in config.data:
         if not Path(folder).is_dir():
             raise ForensicsError(f"--data {folder}: no such folder")
         part = datasets.folder(folder, patch_size=size, mode=config.patch_mode, seed=config.seed,
-                               group_by=config.group_by)
+                               group_by=config.group_by, scales=scales)
         part.names = [f"{Path(folder).name}/{n}" for n in part.names]
         patchset = part if patchset is None else patchset.concatenate(part)
     if config.include_embedded:
-        patchset = patchset.concatenate(datasets.sample_micrographs(patch_size=size, seed=config.seed))
+        patchset = patchset.concatenate(datasets.sample_micrographs(patch_size=size, seed=config.seed,
+                                                                     scales=scales))
     return patchset
 
 
-def split_patches(patchset, config: SiameseTrainConfig, model_dir) -> dict:
-    """Split by group (source image / field), fixed by the seed, written to split.json."""
-    path = Path(model_dir) / "split.json"
-    if path.exists():
-        import json
+def initial_weights(source) -> Path:
+    """The weights file `--init_from` names: a run directory (its best checkpoint, else its final
+    model) or a .keras file of a triplet model with the same architecture."""
+    path = Path(source)
+    if path.is_dir():
+        for candidate in (path / BEST_FILE, path / MODEL_FILE):
+            if candidate.exists():
+                return candidate
+        raise ForensicsError(f"--init_from {source}: neither {BEST_FILE} nor {MODEL_FILE} is in that folder")
+    if path.suffix != ".keras" or not path.exists():
+        raise ForensicsError(f"--init_from {source}: not a run directory or an existing .keras file")
+    return path
 
+
+def split_patches(patchset, config: SiameseTrainConfig, model_dir) -> dict:
+    """Split by group (source image / field), fixed by the seed, written to split.json.
+
+    A fine-tuning run (`--init_from` a run directory) takes over that run's split when it covers
+    the same groups, so its test groups stay unseen by both runs.
+    """
+    import json
+
+    path = Path(model_dir) / "split.json"
+    inherited = Path(config.init_from or "") / "split.json"
+    if path.exists():
         split = json.loads(path.read_text())
+    elif config.init_from and inherited.is_file():
+        split = json.loads(inherited.read_text())
+        if sorted(sum(split.values(), [])) != sorted(patchset.names):
+            raise ForensicsError(
+                f"--init_from {config.init_from} was trained on other images (its split.json names "
+                "other groups), so its training images could be in this run's test split; "
+                "fine-tune on the same --data, or start from a .keras file"
+            )
+        datasets.save_split(split, path)
     else:
         split = patchset.split(config.split_fractions, seed=config.seed)
         datasets.save_split(split, path)
@@ -150,9 +181,10 @@ def synthetic_accuracy(model, triplets: dict, batch_size: int = 128) -> dict:
 
 def train(config: SiameseTrainConfig, model_dir=None) -> Path:
     """Train (or resume) and return the model_dir. See `python -m keras_forensics.train siamese --help`."""
+    patchset = load_patches(config)  # bad --data fails here, before a run directory is made
+    init_weights = initial_weights(config.init_from) if config.init_from else None
     model_dir, config, _ = common.prepare_model_dir("siamese", model_dir, config)
     keras.utils.set_random_seed(config.seed)
-    patchset = load_patches(config)
     splits = split_patches(patchset, config, model_dir)
     logger.info("patches: %s", {k: (len(v), v.num_groups) for k, v in splits.items()})
 
@@ -167,6 +199,11 @@ def train(config: SiameseTrainConfig, model_dir=None) -> Path:
     strategy = common.make_strategy(config.strategy)
     with strategy.scope():
         model = build_models(config, epochs * steps_per_epoch)
+    if init_weights is not None and start_epoch == 0:
+        with warnings.catch_warnings():  # the optimizer starts afresh on purpose: say nothing of its state
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(init_weights)
+        print(f"starting from the weights of {config.init_from}", flush=True)
     callbacks = common.standard_callbacks(model_dir, epochs, steps_per_epoch, patience=config.patience,
                                           best_path=model_dir / BEST_FILE)
     callbacks.append(TripletImages(model_dir / "logs", validation, config.image_every, steps_per_epoch))
