@@ -30,29 +30,33 @@ def command(function):
 
 
 @command
-def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64):
+def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64, turns: bool = True):
     """Score image pairs: PAIRS.csv has columns a, b (paths relative to the CSV's folder).
 
     Writes OUT.csv: PAIRS.csv's columns plus distance, p_same = sigmoid(1 - distance) and same
     (p_same > 0.5). --model: saved_models/siamese (default), a SavedModel, a run dir or a .keras file.
+    The distance is the smallest over a's 8 orientations (quarter turns, mirrored) against b;
+    --noturns: the network's distance of the two as they are (what TF-Serving's `similarity` gives).
     """
     from keras_forensics.screening import cli
 
-    return cli.similarity(pairs, out, model=model, batch_size=batch_size)
+    return cli.similarity(pairs, out, model=model, batch_size=batch_size, turns=turns)
 
 
 @command
-def compare(image_a: str, image_b: str, model: str | None = None):
-    """Compare two images with the Siamese network; prints JSON {distance, p_same, same}."""
+def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = True):
+    """Compare two images with the Siamese network; prints JSON {distance, p_same, same}: the
+    smallest distance over A's 8 orientations (quarter turns, mirrored) against B (--noturns: as
+    they are)."""
     from keras_forensics.screening import cli
 
-    return cli.compare(image_a, image_b, model=model)
+    return cli.compare(image_a, image_b, model=model, turns=turns)
 
 
 @command
 def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 2, split: str = "pdf", min_panel_size: int = 64,
-           method: str = "auto", exact_max: int = 5000, verify: bool = True):
+           method: str = "auto", exact_max: int = 5000, verify: bool = True, turns: bool = True):
     """Screen INPUT... (image files, folders, PDFs) for re-used panels; writes REPORT_DIR (--out).
 
     REPORT_DIR/pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined, relation,
@@ -61,13 +65,14 @@ def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, 
     --neighbours nearest, confirmed by SIFT + RANSAC, ranked by the calibrated combined score.
     --index INDEX_DIR: also compare with every panel indexed before. --split pdf|all|none,
     --method auto|exact|flat|hnsw (auto: exact up to --exact_max panels, then FAISS HNSW).
+    Panels are compared in all 8 orientations (quarter turns, mirrored; --noturns: as they are).
     Exit status 0 when the screen completed (skipped inputs are listed), 1 if no input was readable.
     """
     from keras_forensics.screening import cli
 
     return cli.screen(*inputs, out=out, threshold=threshold, index=index, model=model, calibration=calibration,
                       neighbours=neighbours, split=split, min_panel_size=min_panel_size, method=method,
-                      exact_max=exact_max, verify=verify)
+                      exact_max=exact_max, verify=verify, turns=turns)
 
 
 @command

@@ -31,10 +31,15 @@ def test_real_case_metrics_on_known_distances():
     assert result["accuracy_at_threshold_1"] == 1.0 and result["nearest_neighbour_accuracy"] == 1.0
 
 
-def test_pairwise_l1_matches_numpy(rng):
-    vectors = rng.normal(size=(7, 5)).astype("float32")
-    expected = np.abs(vectors[:, None] - vectors[None]).sum(-1)
-    np.testing.assert_allclose(evaluation.pairwise_l1(vectors, block=3), expected, rtol=1e-5)
+def test_distance_matrix_plain_and_oriented(rng):
+    from keras_forensics.screening.pairs import distance_matrix
+
+    vectors = rng.normal(size=(7, 3, 5)).astype("float32")
+    plain = np.abs(vectors[:, None, 0] - vectors[None, :, 0]).sum(-1)
+    np.testing.assert_allclose(distance_matrix(vectors[:, 0]), plain, rtol=1e-5)
+    # Oriented: the smallest over either side's orientations against the other as it is.
+    directed = np.abs(vectors[:, None, :, :] - vectors[None, :, None, 0]).sum(-1).min(-1)
+    np.testing.assert_allclose(distance_matrix(vectors), np.minimum(directed, directed.T), rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -51,5 +56,8 @@ def test_evaluate_writes_json_and_roc(tiny_run, tmp_path, rng):
     result = json.loads((out / "evaluation.json").read_text())
     assert result["real_cases"]["images"] == 6 and result["real_cases"]["pairs"] == 15
     assert 0 <= result["real_cases"]["roc_auc"] <= 1
+    # b is a turned a: with the distance screen uses (8 orientations) each finds its partner.
+    assert result["real_cases_turns"]["pairs"] == 15
+    assert result["real_cases_turns"]["nearest_neighbour_accuracy"] == 1.0
     assert result["synthetic_test"]["pairs"] == 16 and "test split" in result["synthetic_test"]["source"]
     assert Image.open(out / "roc.png").size[0] > 300

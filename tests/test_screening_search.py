@@ -152,3 +152,64 @@ def test_real_cases_folder_builder(tmp_path):
     for i, j in zip(first[labels], second[labels]):
         assert rows[i]["file"].rsplit("_", 1)[0] == rows[j]["file"].rsplit("_", 1)[0]  # an original and its copy
     shutil.rmtree(tmp_path / "cases")
+
+
+def test_turned_search_finds_pairs_only_close_in_another_orientation():
+    """search_pairs(turned=...): a pair's distance is the smallest over orientations, the same
+    pairs and distances from the exact path, FAISS flat and a brute-force reference."""
+    from keras_forensics.screening.pairs import search_pairs
+
+    rng = np.random.default_rng(3)
+    count, turns, dimension = 300, 3, 8
+    vectors = rng.normal(0, 1, (count, dimension)).astype(np.float32)
+    turned = rng.normal(0, 1, (count, turns, dimension)).astype(np.float32)
+    # Panel 1 is panel 0 turned: far as it is, equal to orientation 2 of panel 0.
+    turned[0, 2] = vectors[1] + 0.01
+    plain, _ = search_pairs(vectors, 0.5, "exact")
+    assert (0, 1) not in plain.as_set()
+    full = np.abs(vectors[:, None] - vectors[None]).sum(-1)
+    for t in range(turns):
+        full = np.minimum(full, np.abs(turned[:, t, None] - vectors[None]).sum(-1))
+    full = np.minimum(full, full.T)
+    first, second = np.nonzero(np.triu(full <= 2.5, 1))
+    truth = set(zip(first.tolist(), second.tolist()))
+    assert (0, 1) in truth and len(truth) > 5
+    exact, method = search_pairs(vectors, 2.5, "exact", turned=turned)
+    assert method == "exact" and exact.as_set() == truth
+    np.testing.assert_allclose(exact.distance, full[exact.first, exact.second], rtol=1e-5, atol=1e-5)
+    flat, _ = search_pairs(vectors, 2.5, "flat", turned=turned)
+    assert flat.as_set() == truth
+    # k nearest: the nearest other panel of each panel in each of its orientations is a candidate.
+    nearest = set()
+    for query in [vectors] + [turned[:, t] for t in range(turns)]:
+        distances = np.abs(query[:, None] - vectors[None]).sum(-1)
+        np.fill_diagonal(distances, np.inf)
+        nearest |= {(min(i, j), max(i, j)) for i, j in enumerate(distances.argmin(1).tolist())}
+    assert search_pairs(vectors, 0.0, "exact", k=1, turned=turned)[0].as_set() == nearest
+
+
+def test_dihedral_orientations_and_oriented_embeddings():
+    from keras_forensics.screening.model import DIHEDRAL, SiameseScorer, dihedral
+
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 6, 6, 1)).astype(np.float32)
+    turned = dihedral(images).reshape(len(DIHEDRAL), 2, 6, 6, 1)
+    np.testing.assert_array_equal(turned[0], images)
+    np.testing.assert_array_equal(turned[1], np.rot90(images, 1, axes=(1, 2)))
+    np.testing.assert_array_equal(turned[4], images[:, :, ::-1])
+    assert len({t.tobytes() for t in turned[:, 0]}) == 8  # eight different orientations
+
+    model = tiny_triplet_model()
+    from keras_forensics.models import siamese
+
+    embedding, distance = siamese.parts_of(model)
+    scorer = SiameseScorer.from_keras(embedding, distance)
+    panels = [rng.random((40, 40)).astype(np.float32) for _ in range(3)]
+    plain = scorer.embed_panels(panels, progress=False)
+    oriented = scorer.embed_panels(panels, progress=False, oriented=True)
+    assert oriented.shape == (3, 8, plain.shape[1])
+    np.testing.assert_allclose(oriented[:, 0], plain, rtol=1e-4, atol=1e-5)
+    # A quarter-turned panel, embedded as it is, is one of the original's orientations.
+    again = scorer.embed_panels([np.rot90(panels[0])], progress=False)[0]
+    as_is = np.abs(plain[0] - again).sum()
+    assert as_is > 0 and np.abs(oriented[0] - again).sum(-1).min() < 0.01 * as_is

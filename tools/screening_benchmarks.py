@@ -190,14 +190,17 @@ def end_to_end(folder, model=None) -> dict:
 # accuracy
 
 
-def _pair_scores(folder, scorer, verifier, progress=True):
-    """Everything measured on one real-case folder, for all pairs i < j (upper triangle order)."""
+def _pair_scores(folder, scorer, verifier, progress=True, turns=True):
+    """Everything measured on one real-case folder, for all pairs i < j (upper triangle order).
+
+    With `turns`, the Siamese distance is the screener's: the smallest over either panel's 8
+    orientations against the other as it is."""
     import imagehash
     from PIL import Image
     from tqdm.auto import tqdm
 
     from keras_forensics.data.io import read_image
-    from keras_forensics.screening.pairs import l1_distances
+    from keras_forensics.screening.pairs import distance_matrix
     from make_real_cases import pair_labels, read_manifest
 
     folder = Path(folder)
@@ -207,9 +210,9 @@ def _pair_scores(folder, scorer, verifier, progress=True):
     first, second = np.triu_indices(len(rows), 1)
 
     start = time.perf_counter()
-    vectors = scorer.embed_panels(images, progress=progress)
+    oriented = scorer.embed_panels(images, progress=progress, oriented=turns)
     embed_s = time.perf_counter() - start
-    distance = l1_distances(vectors, vectors)[first, second]
+    distance = distance_matrix(oriented)[first, second]
 
     start = time.perf_counter()
     inliers = np.zeros(len(first), np.int64)
@@ -220,25 +223,25 @@ def _pair_scores(folder, scorer, verifier, progress=True):
 
     hashes = [imagehash.phash(Image.open(folder / r["file"]).convert("L")) for r in rows]
     phash = np.array([hashes[i] - hashes[j] for i, j in zip(first, second)], np.float64)
-    return {"vectors": vectors, "labels": labels, "distance": distance, "inliers": inliers, "phash": phash,
+    return {"oriented": oriented if turns else oriented[:, None], "labels": labels, "distance": distance, "inliers": inliers, "phash": phash,
             "first": first, "second": second, "panels": len(rows),
             "embed_ms_per_panel": 1000 * embed_s / len(rows), "verify_ms_per_pair": 1000 * verify_s / len(first)}
 
 
 def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: float = 1.0, neighbours: int = 2,
-                       write_calibration=None, progress: bool = True) -> dict:
+                       write_calibration=None, progress: bool = True, turns: bool = True) -> dict:
     """See the module docstring."""
     from keras_forensics.screening.model import load_scorer
-    from keras_forensics.screening.pairs import exact_pairs
+    from keras_forensics.screening.pairs import search_pairs
     from keras_forensics.screening.scoring import CombinedScore, average_precision
     from keras_forensics.screening.verify import Verifier
 
     scorer = load_scorer(model)
     verifier = Verifier()
-    test = _pair_scores(folder, scorer, verifier, progress)
+    test = _pair_scores(folder, scorer, verifier, progress, turns)
     if calibration_folder:
         verifier.clear()
-        validation = _pair_scores(calibration_folder, scorer, verifier, progress)
+        validation = _pair_scores(calibration_folder, scorer, verifier, progress, turns)
         combiner = CombinedScore.fit(validation["distance"], validation["inliers"], validation["labels"],
                                      fitted_on=f"{Path(calibration_folder).name}: {len(validation['labels'])} "
                                                f"pairs, {int(validation['labels'].sum())} re-used; "
@@ -251,7 +254,8 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     combined_all = combiner(test["distance"], test["inliers"])
 
     # The two-stage screen: only candidates (within the threshold or among the nearest) are verified.
-    candidates = exact_pairs(test["vectors"], threshold, k=neighbours)
+    oriented = test["oriented"]
+    candidates, _ = search_pairs(oriented[:, 0], threshold, "exact", k=neighbours, turned=oriented[:, 1:])
     position = {(int(i), int(j)): n for n, (i, j) in enumerate(zip(test["first"], test["second"]))}
     verified = np.zeros(len(labels), bool)
     verified[[position[p] for p in candidates.as_set()]] = True
@@ -260,7 +264,7 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     result = {
         "benchmark": "screen-accuracy",
         "folder": str(folder), "panels": test["panels"], "pairs": int(len(labels)), "reused_pairs": int(labels.sum()),
-        "model": scorer.source,
+        "model": scorer.source, "turns": bool(turns),
         "ap_siamese": round(average_precision(-test["distance"], labels), 4),
         "ap_verifier": round(average_precision(test["inliers"], labels), 4),
         "ap_combined": round(average_precision(combined_all, labels), 4),

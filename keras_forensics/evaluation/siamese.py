@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from keras_forensics import metrics as metric_lib
@@ -29,14 +28,6 @@ def weighted_embeddings(embedding, distance, images: np.ndarray, batch_size: int
     """alpha * embedding of [N, 128, 128, 1] images: L1 distances between rows are f."""
     vectors = embedding.predict(images, batch_size=batch_size, verbose=0)
     return np.asarray(distance.weight(vectors))
-
-
-def pairwise_l1(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
-    """[N, N] L1 distances, computed in blocks of rows (batched TF ops)."""
-    data = tf.constant(vectors, tf.float32)
-    rows = [tf.reduce_sum(tf.abs(data[start:start + block, None, :] - data[None, :, :]), axis=-1)
-            for start in range(0, len(vectors), block)]
-    return tf.concat(rows, axis=0).numpy()
 
 
 def load_real_cases(folder, size: int = preprocessing.INPUT_SIZE) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -101,8 +92,11 @@ def plot_roc(curves: dict, path) -> None:
     plt.close(figure)
 
 
-def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int = 2000, seed: int = 2):
-    """The paper's synthetic test on the held-out split of the run (or on every image of `data`).
+def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int = 2000, seed: int = 2,
+                   scales=None):
+    """The paper's synthetic test on the held-out split of the run (or on every image of `data`),
+    its patches cut at the run's `patch_scales` or at `scales` (e.g. (1.0,): native resolution only,
+    as in the paper).
 
     Returns (metrics, labels, scores) with scores = -f (higher = more alike).
     """
@@ -114,8 +108,10 @@ def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int =
     config_path = model_dir / "config.json" if model_dir else None
     config = (config_lib.load(config_lib.SiameseTrainConfig, config_path) if config_path and config_path.exists()
               else config_lib.SiameseTrainConfig())
+    if scales:
+        config = config_lib.replace(config, patch_scales=scales)
     if data:
-        patchset = datasets.folder(data, patch_size=config.deformation.patch_size)
+        patchset = datasets.folder(data, patch_size=config.deformation.patch_size, scales=config.patch_scales)
         source = f"all of {data}"
     elif config_path and (model_dir / "split.json").exists():
         split = json.loads((model_dir / "split.json").read_text())
@@ -131,6 +127,7 @@ def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int =
     f = np.r_[f_same, f_diff]
     return {
         "source": source,
+        "patch_scales": list(config.patch_scales),
         "pairs": int(len(f)),
         "accuracy": float(np.mean((f <= 1.0) == labels)),
         "roc_auc": metric_lib.roc_auc(labels, -f),
@@ -139,12 +136,14 @@ def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int =
 
 
 def evaluate(model: str, real_cases: str | None = None, data: str | None = None, out: str | None = None,
-             count: int = 2000, synthetic: bool = True) -> dict:
+             count: int = 2000, synthetic: bool = True, scales=None) -> dict:
     """Measure a trained Siamese model; writes metrics JSON and a ROC PNG to `out`.
 
     Args:
         model: a training run's model_dir or a .keras file.
-        real_cases: a folder with one sub-folder per original image holding its manipulated versions.
+        real_cases: a folder with one sub-folder per original image holding its manipulated versions;
+            measured on the panels as they are ("real_cases") and with the distance `screen` uses,
+            the smallest over 8 orientations ("real_cases_turns").
         data: images for the synthetic test (default: the run's held-out test split).
         out: where to write evaluation.json and roc.png (default: <model_dir>/evaluation).
         count: synthetic test triplets (2 pairs each).
@@ -158,14 +157,22 @@ def evaluate(model: str, real_cases: str | None = None, data: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     result, curves = {"model": str(model)}, {}
     if synthetic:
-        result["synthetic_test"], labels, scores = synthetic_test(model_dir, embedding, distance, data, count)
+        result["synthetic_test"], labels, scores = synthetic_test(model_dir, embedding, distance, data, count,
+                                                                    scales=scales)
         curves["synthetic test"] = (labels, scores)
     if real_cases:
+        from keras_forensics.screening.model import DIHEDRAL, dihedral
+        from keras_forensics.screening.pairs import distance_matrix
+
         images, groups, paths = load_real_cases(real_cases, embedding.input_shape[1])
-        distances = pairwise_l1(weighted_embeddings(embedding, distance, images))
-        result["real_cases"], same, p_same = real_case_metrics(distances, groups)
-        result["real_cases"]["folder"] = str(real_cases)
-        curves["real cases"] = (same, p_same)
+        turned = weighted_embeddings(embedding, distance, dihedral(images))
+        oriented = turned.reshape(len(DIHEDRAL), len(images), -1).transpose(1, 0, 2)
+        # The network on the panels as they are, and as `screen` compares them (8 orientations).
+        for key, label, vectors in (("real_cases", "real cases", oriented[:, 0]),
+                                    ("real_cases_turns", "real cases, 8 orientations", oriented)):
+            result[key], same, p_same = real_case_metrics(distance_matrix(vectors), groups)
+            result[key]["folder"] = str(real_cases)
+            curves[label] = (same, p_same)
     if not curves:
         raise ForensicsError("nothing to evaluate: give --real_cases DIR or keep the synthetic test on")
     plot_roc(curves, out / "roc.png")

@@ -51,7 +51,7 @@ def _inputs(inputs) -> list[str]:
     return flat
 
 
-def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64) -> str:
+def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64, turns: bool = True) -> str:
     """Score the pairs of PAIRS.csv (columns a, b: image paths relative to the CSV's folder).
 
     OUT.csv is PAIRS.csv (extra columns carried through) plus distance, p_same = sigmoid(1 -
@@ -60,7 +60,7 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
     """
     from keras_forensics.data.io import read_image
     from keras_forensics.screening.model import load_scorer
-    from keras_forensics.screening.screener import p_same_of
+    from keras_forensics.screening.screener import p_same_of, pair_distance
 
     _warnings_to_stderr()
     pairs_path = Path(pairs)
@@ -92,11 +92,11 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
             except ImageReadError as error:
                 unreadable[name] = str(error)
                 print(f"warning: {error}", file=sys.stderr)
-    vectors = scorer.embed_panels(images, batch_size=batch_size)
+    vectors = scorer.embed_panels(images, batch_size=batch_size, oriented=turns)
     for row in rows:
         a, b = (row.get("a") or "").strip(), (row.get("b") or "").strip()
         if a in position and b in position:
-            distance = float(np.abs(vectors[position[a]] - vectors[position[b]]).sum())
+            distance = pair_distance(vectors[position[a]], vectors[position[b]])
             p_same = float(p_same_of(distance))
             row.update(distance=f"{distance:.6f}", p_same=f"{p_same:.6f}", same=str(p_same > 0.5))
         else:
@@ -111,17 +111,17 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
     return str(out_path)
 
 
-def compare(image_a: str, image_b: str, model: str | None = None) -> None:
+def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = True) -> None:
     """Print {"distance", "p_same", "same"} of two images as JSON (Siamese network only)."""
     from keras_forensics.screening.screener import Screener
 
-    result = Screener.load(model, progress=False).similarity(image_a, image_b)
+    result = Screener.load(model, progress=False, turns=turns).similarity(image_a, image_b)
     print(json.dumps(result))
 
 
 def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 2, split: str = "pdf", min_panel_size: int = 64,
-           method: str = "auto", exact_max: int = 5000, verify: bool = True) -> str:
+           method: str = "auto", exact_max: int = 5000, verify: bool = True, turns: bool = True) -> str:
     """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
 
     REPORT_DIR gets pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined,
@@ -130,6 +130,7 @@ def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, 
     --neighbours nearest; each is verified with keypoints (SIFT + RANSAC) and ranked by the
     calibrated combined score. --index INDEX_DIR also compares with every indexed panel.
     --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw.
+    Panels are compared in all 8 orientations (quarter turns, mirrored); --noturns: as they are.
     """
     from keras_forensics.screening.screener import NothingToScreen, Screener
 
@@ -138,7 +139,7 @@ def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, 
     if not paths:
         raise ForensicsError("screen needs at least one INPUT (image files, folders or PDFs)")
     screener = Screener.load(model, calibration, threshold=threshold, neighbours=neighbours, split=split,
-                             min_panel_size=min_panel_size, exact_max=exact_max, verify=verify)
+                             min_panel_size=min_panel_size, exact_max=exact_max, verify=verify, turns=turns)
     try:
         result = screener.screen(paths, out=out, index=index, method=method)
     except NothingToScreen as error:

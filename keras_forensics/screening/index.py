@@ -141,10 +141,19 @@ class ScreeningIndex:
                 "problems": [str(p) for p in problems]}
 
     def query(self, vectors: np.ndarray, threshold: float, k: int = 0):
-        """(query row, index id, distance) within `threshold` of each query, plus its k nearest."""
+        """(query row, index id, distance) within `threshold` of each query, plus its k nearest.
+
+        `vectors` [N, D], or [N, T, D] with each query in T orientations: every orientation is
+        looked up and the rows refer to the N queries."""
         from keras_forensics.screening.pairs import query_index
 
-        return query_index(self.faiss_index, vectors, threshold, k)
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim == 2:
+            return query_index(self.faiss_index, vectors, threshold, k)
+        count, turns, _ = vectors.shape
+        rows, ids, distances = query_index(self.faiss_index, vectors.transpose(1, 0, 2).reshape(count * turns, -1),
+                                           threshold, k)
+        return rows % max(count, 1), ids, distances
 
     def panel(self, number: int) -> Panel:
         """The indexed panel `number` with its crop read back (once)."""

@@ -45,6 +45,19 @@ NO_MODEL_HELP = (
 _VERSION = re.compile(r"^\d+$")
 
 
+#: The 8 orientations of a square panel (quarter turns of it and of its mirror image), as
+#: (quarter turns, mirrored); the first is the panel as it is.
+DIHEDRAL = tuple((turns, mirrored) for mirrored in (False, True) for turns in range(4))
+
+
+def dihedral(images: np.ndarray) -> np.ndarray:
+    """[N, S, S, C] -> [8 * N, S, S, C]: every image in each orientation of `DIHEDRAL`,
+    orientation-major (rows k * N ... (k + 1) * N - 1 are orientation k)."""
+    images = np.asarray(images)
+    return np.concatenate([np.rot90(images[:, :, ::-1] if mirrored else images, turns, axes=(1, 2))
+                           for turns, mirrored in DIHEDRAL])
+
+
 class SiameseScorer:
     """Weighted embeddings of preprocessed panels, from a Keras model or a SavedModel.
 
@@ -93,25 +106,34 @@ class SiameseScorer:
         return np.concatenate(parts).astype(np.float32)
 
     def embed_panels(self, panels, batch_size: int = 64, progress: bool = True,
-                     description: str = "embedding panels") -> np.ndarray:
+                     description: str = "embedding panels", oriented: bool = False) -> np.ndarray:
         """Panels of any sizes ([H, W] float in [0, 1]) -> [N, D] weighted embeddings.
 
         Each panel goes through `keras_forensics.preprocessing` (the one preprocessing shared with
-        the CLI and the serving signatures) and through the network once, in batches.
+        the CLI and the serving signatures) and through the network once, in batches. With
+        `oriented`, [N, 8, D]: the panel in each of its 8 orientations (`dihedral`), as it is first.
         """
         from tqdm.auto import tqdm
 
         from keras_forensics import preprocessing
 
         panels = list(panels)
+        shape = (0, len(DIHEDRAL), self.dimension) if oriented else (0, self.dimension)
         if not panels:
-            return np.zeros((0, self.dimension), np.float32)
+            return np.zeros(shape, np.float32)
+        if oriented:
+            batch_size = max(1, batch_size // len(DIHEDRAL))
         out = []
         with tqdm(total=len(panels), desc=description, unit="panel", disable=not progress,
                   leave=False) as bar:
             for start in range(0, len(panels), batch_size):
                 chunk = panels[start:start + batch_size]
-                out.append(self.embed(preprocessing.batch(chunk, self.input_size), batch_size))
+                images = preprocessing.batch(chunk, self.input_size)
+                if oriented:
+                    turned = self.embed(dihedral(images), batch_size * len(DIHEDRAL))
+                    out.append(turned.reshape(len(DIHEDRAL), len(chunk), -1).transpose(1, 0, 2))
+                else:
+                    out.append(self.embed(images, batch_size))
                 bar.update(len(chunk))
         return np.concatenate(out)
 

@@ -139,40 +139,60 @@ def l1_distances(a: np.ndarray, b: np.ndarray, block_rows: int = 256, block_cols
     return out
 
 
+def distance_matrix(vectors: np.ndarray) -> np.ndarray:
+    """[N, N] Siamese distances of [N, D] weighted embeddings, or of [N, T, D] oriented ones
+    (`embed_panels(oriented=True)`): the smallest between either panel in any orientation and the
+    other as it is, as `search_pairs(turned=...)` measures it."""
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim == 2:
+        return l1_distances(vectors, vectors)
+    full = np.min([l1_distances(vectors[:, t], vectors[:, 0]) for t in range(vectors.shape[1])], axis=0)
+    return np.minimum(full, full.T)
+
+
 def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: int = 256,
-                block_cols: int = 2048, progress: bool = False) -> Pairs:
+                block_cols: int = 2048, progress: bool = False, queries: np.ndarray | None = None,
+                owners: np.ndarray | None = None) -> Pairs:
     """Every pair with L1 distance <= threshold, plus each row's `k` nearest others; exact.
 
     Blocks of `block_rows` x `block_cols` distances are computed in TensorFlow; only the blocks
     on or above the diagonal are needed when k = 0. The selection inside a block (threshold,
     top-k) is done in TensorFlow too, so only the selected pairs come back to Python.
+
+    With `queries` (and `owners`, the row of `vectors` each query stands for, e.g. a turned copy
+    of that panel), every query is compared with every row instead, its own row excluded, and
+    the pairs are (owner, row).
     """
     import tensorflow as tf
     from tqdm.auto import tqdm
 
     vectors = np.asarray(vectors, np.float32)
+    symmetric = queries is None
+    queries = vectors if symmetric else np.asarray(queries, np.float32)
+    owners = np.arange(len(queries)) if owners is None else np.asarray(owners, np.int64)
     count = len(vectors)
-    if count < 2:
+    if count < 2 or not len(queries):
         return Pairs.empty()
     block = _l1_block_fn(_slice_width(block_rows, block_cols, vectors.shape[1]))
     select = _select_fn()
     threshold_t = tf.constant(float(threshold), tf.float32)
+    symmetric_t = tf.constant(symmetric)
     k = int(min(k, count - 1))
-    row_starts = range(0, count, block_rows)
     rows_out, cols_out, dist_out = [], [], []
     cols_t_blocks = [tf.constant(vectors[c0:c0 + block_cols].T.copy()) for c0 in range(0, count, block_cols)]
-    for r0 in tqdm(row_starts, desc="comparing all pairs", unit="block", disable=not progress, leave=False):
-        rows = tf.constant(vectors[r0:r0 + block_rows])
+    for r0 in tqdm(range(0, len(queries), block_rows), desc="comparing all pairs", unit="block",
+                   disable=not progress, leave=False):
+        rows = tf.constant(queries[r0:r0 + block_rows])
+        row_owners = tf.constant(owners[r0:r0 + block_rows], tf.int64)
         best_d = best_i = None
         for c_index, cols_t in enumerate(cols_t_blocks):
             c0 = c_index * block_cols
             c1 = c0 + int(cols_t.shape[1])
-            if not k and c1 <= r0:
+            if symmetric and not k and c1 <= r0:
                 continue  # below the diagonal: its pairs come from the mirrored block
             distances = block(rows, cols_t)
-            pair_r, pair_c, pair_d, top_d, top_i = select(distances, tf.constant(r0, tf.int64),
-                                                          tf.constant(c0, tf.int64), threshold_t,
-                                                          tf.constant(max(k, 1)))
+            pair_r, pair_c, pair_d, top_d, top_i = select(distances, row_owners, tf.constant(c0, tf.int64),
+                                                          threshold_t, tf.constant(max(k, 1)), symmetric_t)
             rows_out.append(pair_r.numpy())
             cols_out.append(pair_c.numpy())
             dist_out.append(pair_d.numpy())
@@ -182,8 +202,7 @@ def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: i
                 best_d, keep = tf.math.top_k(-best_d, k=min(k, int(best_d.shape[1])))
                 best_d, best_i = -best_d, tf.gather(best_i, keep, batch_dims=1)
         if k:
-            local = np.repeat(np.arange(r0, r0 + int(rows.shape[0])), best_i.shape[1])
-            rows_out.append(local)
+            rows_out.append(np.repeat(owners[r0:r0 + int(rows.shape[0])], best_i.shape[1]))
             cols_out.append(best_i.numpy().ravel())
             dist_out.append(best_d.numpy().ravel())
     return Pairs.from_directed(np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(dist_out))
@@ -194,15 +213,16 @@ def _select_fn():
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
-    def select(distances, r0, c0, threshold, k):
-        """Pairs of the block above the diagonal within the threshold, and each row's top k."""
+    def select(distances, owners, c0, threshold, k, symmetric):
+        """Pairs of the block within the threshold (above the diagonal when `symmetric`, else every
+        column but the row's owner), and each row's top k other than its owner."""
         shape = tf.shape(distances, out_type=tf.int64)
-        rows = r0 + tf.range(shape[0])[:, None]
+        rows = owners[:, None]
         cols = c0 + tf.range(shape[1])[None, :]
-        mask = (distances <= threshold) & (cols > rows)
+        mask = (distances <= threshold) & tf.where(symmetric, cols > rows, cols != rows)
         where = tf.where(mask)
         pair_d = tf.gather_nd(distances, where)
-        pair_r, pair_c = r0 + where[:, 0], c0 + where[:, 1]
+        pair_r, pair_c = tf.gather(owners, where[:, 0]), c0 + where[:, 1]
         not_self = tf.where(cols == rows, tf.constant(np.inf, distances.dtype), distances)
         k = tf.minimum(tf.cast(k, tf.int32), tf.cast(shape[1], tf.int32))
         top_d, top_i = tf.math.top_k(-not_self, k=k)
@@ -287,11 +307,16 @@ def faiss_pairs(vectors: np.ndarray, threshold: float, kind: str = "hnsw", k: in
 
 
 def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k: int = 0,
-                 exact_max: int = EXACT_MAX, progress: bool = False) -> tuple[Pairs, str]:
+                 exact_max: int = EXACT_MAX, progress: bool = False,
+                 turned: np.ndarray | None = None) -> tuple[Pairs, str]:
     """Pairs within the threshold (plus k nearest) and the method used.
 
     method: "exact" (blockwise TF), "flat" / "hnsw" (FAISS) or "auto" (exact up to `exact_max`
     panels, HNSW above; exact with a warning when FAISS is missing).
+
+    `turned` [N, T, D]: other orientations of each row (`SiameseScorer.embed_panels_oriented`).
+    A pair's distance is then the smallest between either panel as it is and the other in any
+    orientation, and the k nearest are looked up for every orientation.
     """
     count = len(vectors)
     if method == "auto":
@@ -303,8 +328,23 @@ def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k:
             logger.warning("%d panels and no FAISS: comparing all pairs exactly, which is slow (%s)",
                            count, FAISS_HELP)
             method = "exact"
+    if method not in ("exact", "flat", "hnsw"):
+        raise ForensicsError(f"unknown search method {method!r} (use auto, exact, flat or hnsw)")
     if method == "exact":
-        return exact_pairs(vectors, threshold, k=k, progress=progress), method
-    if method in ("flat", "hnsw"):
-        return faiss_pairs(vectors, threshold, kind=method, k=k), method
-    raise ForensicsError(f"unknown search method {method!r} (use auto, exact, flat or hnsw)")
+        pairs = exact_pairs(vectors, threshold, k=k, progress=progress)
+    else:
+        pairs = faiss_pairs(vectors, threshold, kind=method, k=k)
+    if turned is None or count < 2 or not np.asarray(turned).shape[1]:
+        return pairs, method
+    turned = np.asarray(turned, np.float32)
+    queries = turned.transpose(1, 0, 2).reshape(-1, turned.shape[2])  # orientation-major
+    owners = np.tile(np.arange(count), turned.shape[1])
+    if method == "exact":
+        cross = exact_pairs(vectors, threshold, k=k, progress=progress, queries=queries, owners=owners)
+        rows, cols, distances = cross.first, cross.second, cross.distance
+    else:
+        index = build_faiss_index(vectors, method)
+        rows, cols, distances = query_index(index, queries, threshold, k + 1 if k else 0, MAX_NEIGHBOURS + 1)
+        rows = owners[rows]
+    return Pairs.from_directed(np.r_[pairs.first, rows], np.r_[pairs.second, cols],
+                               np.r_[pairs.distance, distances]), method

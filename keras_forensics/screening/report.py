@@ -142,9 +142,9 @@ def heatmap_data_uri(vectors: np.ndarray, labels: list[str]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from keras_forensics.screening.pairs import l1_distances
+    from keras_forensics.screening.pairs import distance_matrix
 
-    p_same = 1.0 / (1.0 + np.exp(-(1.0 - l1_distances(vectors, vectors))))
+    p_same = 1.0 / (1.0 + np.exp(-(1.0 - distance_matrix(vectors))))
     count = len(labels)
     size = min(10.0, 3.0 + 0.12 * count)
     figure, axes = plt.subplots(figsize=(size + 1.2, size), dpi=100)

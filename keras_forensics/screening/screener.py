@@ -36,6 +36,16 @@ from keras_forensics.screening.scoring import CombinedScore
 logger = logging.getLogger(__name__)
 
 
+def pair_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The Siamese distance of two panels' weighted embeddings: [D] and [D] (as they are), or
+    [T, D] and [T, D] from `embed_panels(oriented=True)`: the smallest over A's orientations
+    against B as it is."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 1:
+        return float(np.abs(a - b).sum())
+    return float(np.abs(a - b[0]).sum(-1).min())
+
+
 def p_same_of(distance):
     """sigmoid(1 - f): the paper's probability that two panels are the same."""
     return 1.0 / (1.0 + np.exp(-(1.0 - np.asarray(distance, np.float64))))
@@ -96,7 +106,7 @@ class ScreenResult(list):
         self.threshold = threshold
         self.combiner = combiner
         self.index = index
-        self.vectors = None  # weighted embeddings of `panels`, for the report's heat map
+        self.vectors = None  # weighted embeddings of `panels` ([N, D] or oriented [N, 8, D]), for the heat map
 
 
 class Screener:
@@ -111,12 +121,16 @@ class Screener:
         split: "pdf" splits PDF figures into panels, "all" also image files, "none" nothing.
         min_panel_size: panels smaller than this (px, either side) are skipped with a message.
         verify: run the keypoint verifier on candidates (False: Siamese only).
+        turns: compare panels in all 8 orientations (quarter turns, mirrored), so a panel re-used
+            turned or mirrored is found; a pair's distance is then the smallest over orientations.
+            False: each panel only as it is (the network's own f, as TF-Serving computes it).
         progress: progress bars on stderr.
     """
 
     def __init__(self, scorer, combiner: CombinedScore | None = None, threshold: float = 1.0,
                  neighbours: int = 2, exact_max: int | None = None, split: str = "pdf",
-                 min_panel_size: int = panels_lib.MIN_PANEL_SIZE, verify: bool = True, progress: bool = True):
+                 min_panel_size: int = panels_lib.MIN_PANEL_SIZE, verify: bool = True, turns: bool = True,
+                 progress: bool = True):
         from keras_forensics.screening.pairs import EXACT_MAX
 
         if threshold < 0 or not math.isfinite(threshold):
@@ -131,6 +145,7 @@ class Screener:
         self.split = split
         self.min_panel_size = int(min_panel_size)
         self.verify = verify
+        self.turns = bool(turns)
         self.progress = progress
         self._verifier = None
 
@@ -154,10 +169,11 @@ class Screener:
     # -----------------------------------------------------------------------------------------
 
     def similarity(self, a, b) -> dict:
-        """{distance, p_same, same} of two panels (paths or [H, W] float arrays), Siamese only."""
+        """{distance, p_same, same} of two panels (paths or [H, W] float arrays), Siamese only
+        (with `turns`, the smallest distance between A in any orientation and B)."""
         images = [_as_image(x) for x in (a, b)]
-        vectors = self.scorer.embed_panels(images, progress=False)
-        distance = float(np.abs(vectors[0] - vectors[1]).sum())
+        vectors = self.scorer.embed_panels(images, progress=False, oriented=self.turns)
+        distance = pair_distance(vectors[0], vectors[1])
         p_same = float(p_same_of(distance))
         return {"distance": distance, "p_same": p_same, "same": p_same > 0.5}
 
@@ -197,13 +213,15 @@ class Screener:
             from keras_forensics.screening.index import ScreeningIndex
 
             opened_index = ScreeningIndex.open(index, scorer=self.scorer)
-        vectors = self.scorer.embed_panels([p.image for p in panels], progress=self.progress)
+        oriented = self.scorer.embed_panels([p.image for p in panels], progress=self.progress, oriented=self.turns)
+        vectors = oriented[:, 0] if self.turns else oriented
         candidates, used = search_pairs(vectors, self.threshold, method=method, k=self.neighbours,
-                                        exact_max=self.exact_max, progress=self.progress)
+                                        exact_max=self.exact_max, progress=self.progress,
+                                        turned=oriented[:, 1:] if self.turns else None)
         pairs = [(panels[i], panels[j], float(d)) for i, j, d in
                  zip(candidates.first, candidates.second, candidates.distance)]
         if opened_index is not None and len(panels):
-            rows, entries, distances = opened_index.query(vectors, self.threshold, self.neighbours)
+            rows, entries, distances = opened_index.query(oriented, self.threshold, self.neighbours)
             for row, entry, distance in zip(rows, entries, distances):
                 indexed = opened_index.panel(int(entry))
                 if indexed.sha256 == panels[row].sha256:
@@ -215,7 +233,7 @@ class Screener:
             record.rank = rank
         result = ScreenResult(records, panels, collection.problems, used, inputs, self.scorer.source,
                               self.threshold, self.combiner, str(index) if index is not None else None)
-        result.vectors = vectors
+        result.vectors = oriented
         if out is not None:
             from keras_forensics.screening import report
 
