@@ -331,3 +331,25 @@ def test_shipped_model_knows_a_turned_recompressed_crop_from_other_cells():
     assert same["distance"] < 0.7 * different["distance"]
     plain = Screener.load(ROOT / "saved_models" / "siamese", progress=False, turns=False)
     assert plain.similarity(original, reused)["distance"] >= same["distance"]
+
+
+def test_verifier_coverage_tells_a_reuse_from_a_shared_label():
+    """Inliers of a turned, mirrored re-use span the panel; two different panels that carry the
+    same panel letter match only in its corner."""
+    from keras_forensics.screening.verify import Verifier
+
+    cells = skimage_gray("immunohistochemistry")
+
+    def labelled(image):
+        pil = Image.fromarray(np.uint8(np.clip(image, 0, 1) * 255))
+        ImageDraw.Draw(pil).text((6, 4), "B", fill=255, font_size=30)
+        return np.asarray(pil, np.float32) / 255
+
+    a = labelled(cells[:300, :300])
+    reuse = np.ascontiguousarray(np.rot90(a[::-1, :]))
+    other = labelled(cells[-300:, -300:])
+    verifier = Verifier()
+    same = verifier.verify(a, reuse)
+    assert same.inliers >= 20 and same.coverage > 0.6 and same.as_dict()["coverage"] == round(same.coverage, 4)
+    different = verifier.verify(a, other)
+    assert different.coverage < 0.3

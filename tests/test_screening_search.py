@@ -132,6 +132,15 @@ def test_combined_score_calibration_and_average_precision():
     assert average_precision([1, 1, 1, 1], [1, 0, 0, 0]) == 0.25
     # A feature that hurts is dropped (weight 0) rather than given a negative weight.
     assert CombinedScore.fit(distance, -inliers + 40, labels).inlier_weight == 0.0
+    # Coverage: chance matches among the different pairs that reach many inliers in a corner.
+    chance = ~labels & (rng.random(2000) < 0.05)
+    inliers = np.where(chance, rng.poisson(25, 2000), inliers)
+    coverage = np.where(labels, rng.uniform(0.4, 1.0, 2000), rng.uniform(0.0, 0.2, 2000))
+    with_coverage = CombinedScore.fit(distance, inliers, labels, coverage)
+    assert with_coverage.coverage_weight > 0 and fitted.coverage_weight == 0.0
+    assert (average_precision(with_coverage(distance, inliers, coverage), labels)
+            > average_precision(CombinedScore.fit(distance, inliers, labels)(distance, inliers), labels))
+    assert CombinedScore.load().coverage_weight >= 0  # the shipped calibration reads back
 
 
 def test_real_cases_folder_builder(tmp_path):

@@ -216,14 +216,16 @@ def _pair_scores(folder, scorer, verifier, progress=True, turns=True):
 
     start = time.perf_counter()
     inliers = np.zeros(len(first), np.int64)
+    coverage = np.zeros(len(first), np.float64)
     for n, (i, j) in enumerate(tqdm(list(zip(first, second)), desc=f"verifying all pairs of {folder.name}",
                                     disable=not progress, leave=False)):
-        inliers[n] = verifier.verify(images[i], images[j], i, j).inliers
+        verification = verifier.verify(images[i], images[j], i, j)
+        inliers[n], coverage[n] = verification.inliers, verification.coverage
     verify_s = time.perf_counter() - start
 
     hashes = [imagehash.phash(Image.open(folder / r["file"]).convert("L")) for r in rows]
     phash = np.array([hashes[i] - hashes[j] for i, j in zip(first, second)], np.float64)
-    return {"oriented": oriented if turns else oriented[:, None], "labels": labels, "distance": distance, "inliers": inliers, "phash": phash,
+    return {"oriented": oriented if turns else oriented[:, None], "labels": labels, "distance": distance, "inliers": inliers, "coverage": coverage, "phash": phash,
             "first": first, "second": second, "panels": len(rows),
             "embed_ms_per_panel": 1000 * embed_s / len(rows), "verify_ms_per_pair": 1000 * verify_s / len(first)}
 
@@ -243,6 +245,7 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
         verifier.clear()
         validation = _pair_scores(calibration_folder, scorer, verifier, progress, turns)
         combiner = CombinedScore.fit(validation["distance"], validation["inliers"], validation["labels"],
+                                     validation["coverage"],
                                      fitted_on=f"{Path(calibration_folder).name}: {len(validation['labels'])} "
                                                f"pairs, {int(validation['labels'].sum())} re-used; "
                                                f"model {scorer.source}")
@@ -251,7 +254,7 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     else:
         combiner = CombinedScore.load()
     labels = test["labels"]
-    combined_all = combiner(test["distance"], test["inliers"])
+    combined_all = combiner(test["distance"], test["inliers"], test["coverage"])
 
     # The two-stage screen: only candidates (within the threshold or among the nearest) are verified.
     oriented = test["oriented"]
@@ -259,7 +262,8 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     position = {(int(i), int(j)): n for n, (i, j) in enumerate(zip(test["first"], test["second"]))}
     verified = np.zeros(len(labels), bool)
     verified[[position[p] for p in candidates.as_set()]] = True
-    combined_screen = combiner(test["distance"], np.where(verified, test["inliers"], 0))
+    combined_screen = combiner(test["distance"], np.where(verified, test["inliers"], 0),
+                               np.where(verified, test["coverage"], 0.0))
 
     result = {
         "benchmark": "screen-accuracy",

@@ -244,7 +244,9 @@ def _pair_html(record, names: dict, scorer) -> str:
               f"combined <b>{record.combined:.3f}</b><br>",
               f"Siamese distance {record.distance:.3f}, p_same {record.p_same:.3f}<br>"]
     if record.inliers is not None:
-        scores.append(f"verifier inliers {record.inliers}<br>")
+        spread = record.verification.coverage if record.verification is not None else 0.0
+        scores.append(f"verifier inliers {record.inliers}"
+                      + (f", spanning {spread:.0%} of A" if record.inliers else "") + "<br>")
     if record.transform:
         scores.append(f"B = A {html.escape(record.transform)}<br>")
     if record.note:

@@ -1,13 +1,16 @@
-"""The combined score of a pair: Siamese p_same and verifier inliers, calibrated.
+"""The combined score of a pair: Siamese p_same and the verifier's evidence, calibrated.
 
-    combined = sigmoid(bias + siamese_weight * (1 - distance) + inlier_weight * log(1 + inliers))
+    combined = sigmoid(bias + siamese_weight * (1 - distance) + inlier_weight * log(1 + inliers)
+                       + coverage_weight * coverage)
 
-(1 - distance) is the Siamese network's logit (p_same = sigmoid(1 - distance), Cicconet et al.)
-and log(1 + inliers) the verifier's evidence, which grows slowly once a handful of inliers have
-made geometry certain. The three numbers are a logistic regression fitted on a validation folder
-of known re-uses (`CombinedScore.fit`; `tools/benchmark.py screen-accuracy --calibration_folder`
-fits, reports and can write them). Both weights are kept >= 0, so more inliers or a smaller
-distance never lower the score. `calibration.json` beside this file holds the shipped model's
+(1 - distance) is the Siamese network's logit (p_same = sigmoid(1 - distance), Cicconet et al.),
+log(1 + inliers) the verifier's evidence, which grows slowly once a handful of inliers have made
+geometry certain, and coverage how much of the panel the inliers span (`verify.Verification`): a
+shared panel letter or scale bar gives a few inliers in a corner, a re-use gives them all over.
+The four numbers are a logistic regression fitted on a validation folder of known re-uses
+(`CombinedScore.fit`; `tools/benchmark.py screen-accuracy --calibration_folder` fits, reports and
+can write them). Every weight is kept >= 0, so more inliers, a wider spread or a smaller distance
+never lower the score. `calibration.json` beside this file holds the shipped model's
 calibration; `screen --calibration FILE` uses another.
 
 Identical files and pixel-identical panels bypass the formula: their combined score is 1.
@@ -26,16 +29,20 @@ from keras_forensics.errors import ForensicsError
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
 
-def features(distance, inliers) -> np.ndarray:
-    """[N, 2]: the Siamese logit (1 - distance, floored at -20) and log(1 + inliers)."""
+def features(distance, inliers, coverage=None) -> np.ndarray:
+    """[N, 3]: the Siamese logit (1 - distance, floored at -20), log(1 + inliers) and coverage
+    (0 where not given)."""
     distance = np.asarray(distance, np.float64)
     inliers = np.asarray(inliers, np.float64)
-    return np.stack([np.maximum(1.0 - distance, -20.0), np.log1p(np.maximum(inliers, 0.0))], axis=-1)
+    coverage = np.zeros_like(distance) if coverage is None else np.asarray(coverage, np.float64)
+    return np.stack([np.maximum(1.0 - distance, -20.0), np.log1p(np.maximum(inliers, 0.0)),
+                     np.clip(coverage, 0.0, 1.0)], axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
 class CombinedScore:
-    """sigmoid(bias + siamese_weight * (1 - distance) + inlier_weight * log(1 + inliers)).
+    """sigmoid(bias + siamese_weight * (1 - distance) + inlier_weight * log(1 + inliers)
+    + coverage_weight * coverage).
 
     Attributes:
         fitted_on: what the calibration was fitted on (folder, pairs, model), for reports.
@@ -44,23 +51,26 @@ class CombinedScore:
     bias: float = -6.0
     siamese_weight: float = 1.0
     inlier_weight: float = 2.5
+    coverage_weight: float = 0.0
     fitted_on: str = "not fitted: prior values"
 
-    def __call__(self, distance, inliers) -> np.ndarray:
-        x = features(distance, inliers)
-        logit = self.bias + self.siamese_weight * x[..., 0] + self.inlier_weight * x[..., 1]
+    def __call__(self, distance, inliers, coverage=None) -> np.ndarray:
+        x = features(distance, inliers, coverage)
+        logit = (self.bias + self.siamese_weight * x[..., 0] + self.inlier_weight * x[..., 1]
+                 + self.coverage_weight * x[..., 2])
         return 1.0 / (1.0 + np.exp(-logit))
 
     @classmethod
-    def fit(cls, distance, inliers, labels, l2: float = 1e-3, fitted_on: str = "",
+    def fit(cls, distance, inliers, labels, coverage=None, l2: float = 1e-3, fitted_on: str = "",
             iterations: int = 100) -> "CombinedScore":
         """Logistic regression by Newton's method (IRLS) with a small L2 penalty on the weights;
-        a weight that comes out negative is fixed at 0 and the others refitted."""
-        x = features(distance, inliers)
+        a weight that comes out negative is fixed at 0 and the others refitted. Without
+        `coverage`, its weight is 0."""
+        x = features(distance, inliers, coverage)
         y = np.asarray(labels, np.float64)
         if y.min() == y.max():
             raise ForensicsError("calibration needs both re-used and different pairs")
-        active = [0, 1]
+        active = [0, 1, 2] if coverage is not None else [0, 1]
         while True:
             design = np.concatenate([np.ones((len(x), 1)), x[:, active]], axis=1)
             weights = np.zeros(design.shape[1])
@@ -78,9 +88,9 @@ class CombinedScore:
             if not negative:
                 break
             active = [a for a in active if a not in negative]
-        full = np.zeros(2)
+        full = np.zeros(3)
         full[active] = weights[1:]
-        return cls(float(weights[0]), float(full[0]), float(full[1]), fitted_on)
+        return cls(float(weights[0]), float(full[0]), float(full[1]), float(full[2]), fitted_on)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -249,11 +249,11 @@ class Screener:
         for a, b, distance in tqdm(pairs, desc="verifying candidates", unit="pair",
                                    disable=not self.progress or not pairs, leave=False):
             verification = None
-            inliers = 0
+            inliers, coverage = 0, 0.0
             if self.verify:
                 verification = self.verifier.verify(a.image, b.image, _cache_key(a), _cache_key(b))
-                inliers = verification.inliers
-            combined = float(self.combiner(distance, inliers))
+                inliers, coverage = verification.inliers, verification.coverage
+            combined = float(self.combiner(distance, inliers, coverage))
             records.append(PairRecord(a, b, distance, float(p_same_of(distance)), combined,
                                       panels_lib.relation(a, b), inliers if self.verify else None,
                                       verification))

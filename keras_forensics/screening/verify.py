@@ -54,6 +54,9 @@ class Verification:
         matches: matches that passed the ratio test and the one-match-per-keypoint rule.
         mirrored: the best transform includes a mirror.
         matrix: [2, 3] similarity (plus mirror) mapping A's pixels to B's, or None.
+        coverage: how much of A the inliers span: the square root of their bounding box's share
+            of A's area (0 to 1). A re-used panel shares a large area; two panels that only share
+            a panel letter or a scale bar match in a corner (0.06-0.12 in our real cases).
     """
 
     inliers: int
@@ -61,6 +64,7 @@ class Verification:
     mirrored: bool = False
     matrix: np.ndarray | None = None
     points_a: np.ndarray | None = None  # inlier keypoints in A, [n, 2]
+    coverage: float = 0.0
 
     @property
     def rotation(self) -> float:
@@ -102,6 +106,7 @@ class Verification:
     def as_dict(self) -> dict:
         return {"inliers": self.inliers, "matches": self.matches, "mirrored": self.mirrored,
                 "rotation": round(self.rotation, 2), "scale": round(self.scale, 4),
+                "coverage": round(self.coverage, 4),
                 "matrix": None if self.matrix is None else np.round(self.matrix, 5).tolist()}
 
 
@@ -223,7 +228,10 @@ class Verifier:
         if mirrored:
             flip = np.array([[-1.0, 0.0, width_b - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
             matrix = (flip @ np.vstack([matrix, [0, 0, 1]]))[:2]
-        return Verification(int(inlier.sum()), matches, mirrored, matrix, points_a[inlier])
+        kept = points_a[inlier]
+        extent = np.ptp(kept, axis=0) + 1.0
+        coverage = float(min(1.0, np.sqrt(extent[0] * extent[1] / (a.shape[0] * a.shape[1]))))
+        return Verification(int(inlier.sum()), matches, mirrored, matrix, kept, coverage)
 
 
 def _one_match_per_keypoint(points_a: np.ndarray, points_b: np.ndarray, distance: np.ndarray) -> np.ndarray:
