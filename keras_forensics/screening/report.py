@@ -195,7 +195,8 @@ def render_html(result, names: dict, scorer=None, progress: bool = False, max_ro
         "<title>keras_forensics screening report</title>", f"<style>{_STYLE}</style></head><body>",
         "<h1>Screening report</h1>",
         f'<p class="meta">Inputs: {html.escape(", ".join(result.inputs))}<br>'
-        f"Model: {html.escape(str(result.model))}; candidate pairs: Siamese distance &le; {result.threshold:g} "
+        f"Model: {html.escape(str(result.model))}; candidate pairs: Siamese distance"
+        f"{' (smallest over 8 orientations)' if getattr(result, 'turns', False) else ''} &le; {result.threshold:g} "
         f"or nearest neighbours ({html.escape(result.method)} search"
         f"{'; index ' + html.escape(result.index) if result.index else ''}), "
         f"confirmed by SIFT keypoints + RANSAC.<br>"
@@ -232,7 +233,8 @@ def _combiner_text(combiner) -> str:
     if combiner is None:
         return "none"
     return (f"sigmoid({combiner.bias:.3g} + {combiner.siamese_weight:.3g}*(1 - distance) + "
-            f"{combiner.inlier_weight:.3g}*log(1 + inliers)), calibration: {combiner.fitted_on}")
+            f"{combiner.inlier_weight:.3g}*log(1 + inliers) + {combiner.coverage_weight:.3g}*coverage), "
+            f"calibration: {combiner.fitted_on}")
 
 
 def _pair_html(record, names: dict, scorer) -> str:

@@ -107,6 +107,7 @@ class ScreenResult(list):
         self.combiner = combiner
         self.index = index
         self.vectors = None  # weighted embeddings of `panels` ([N, D] or oriented [N, 8, D]), for the heat map
+        self.turns = False  # whether panels were compared in 8 orientations
 
 
 class Screener:
@@ -234,6 +235,7 @@ class Screener:
         result = ScreenResult(records, panels, collection.problems, used, inputs, self.scorer.source,
                               self.threshold, self.combiner, str(index) if index is not None else None)
         result.vectors = oriented
+        result.turns = self.turns
         if out is not None:
             from keras_forensics.screening import report
 

@@ -100,6 +100,8 @@ class Verification:
                 rotation, mirror = 0.0, ", mirrored top-bottom"
             else:
                 mirror = ", mirrored left-right"
+        if round(rotation, 1) == 0:
+            rotation = 0.0  # never "rotate -0.0 deg"
         return (f"rotate {rotation:.1f} deg, scale {self.scale:.2f}, "
                 f"shift ({self.matrix[0, 2]:.0f}, {self.matrix[1, 2]:.0f}) px{mirror}")
 
