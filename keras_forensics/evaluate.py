@@ -26,7 +26,8 @@ def siamese(model: str, real_cases: str | None = None, data: str | None = None, 
     accuracy) of a Siamese model; writes evaluation.json and roc.png.
 
     Args:
-        model: a training run's model_dir (runs/siamese/...) or a .keras file.
+        model: a training run's model_dir (runs/siamese/...), a .keras file or a SavedModel
+            (saved_models/siamese; its synthetic test needs --data).
         real_cases: a folder with one sub-folder per original image holding its manipulated versions.
         data: a folder of images for the synthetic test (default: the run's held-out test split).
         out: output folder (default: <model_dir>/evaluation).

@@ -61,3 +61,29 @@ def test_evaluate_writes_json_and_roc(tiny_run, tmp_path, rng):
     assert result["real_cases_turns"]["nearest_neighbour_accuracy"] == 1.0
     assert result["synthetic_test"]["pairs"] == 16 and "test split" in result["synthetic_test"]["source"]
     assert Image.open(out / "roc.png").size[0] > 300
+
+
+
+@pytest.mark.slow
+def test_savedmodel_gives_the_run_s_real_case_figures(tmp_path, rng):
+    """The exported SavedModel (as shipped in saved_models/siamese) gives the same real-case figures
+    as its run; without --data it has no split for the synthetic test, and says so."""
+    import serving_support
+
+    cases = tmp_path / "cases"
+    for g in range(3):
+        (cases / f"original{g}").mkdir(parents=True)
+        base = rng.integers(0, 255, (80, 90), dtype=np.uint8)
+        Image.fromarray(base).save(cases / f"original{g}" / "a.png")
+        Image.fromarray(np.rot90(base)).save(cases / f"original{g}" / "b.png")
+    run = serving_support.run_dir("siamese")
+    serving_support.exported("siamese")
+    evaluation.evaluate(str(run), real_cases=str(cases), out=str(tmp_path / "run"), synthetic=False)
+    evaluation.evaluate(str(serving_support.workspace() / "saved_models" / "siamese"), real_cases=str(cases),
+                        out=str(tmp_path / "sm"))
+    result = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    served = json.loads((tmp_path / "sm" / "evaluation.json").read_text())
+    assert "synthetic_test" not in served and served["model"].startswith("SavedModel")
+    for key in ("real_cases", "real_cases_turns"):
+        for metric in ("roc_auc", "average_precision", "nearest_neighbour_accuracy"):
+            assert served[key][metric] == pytest.approx(result[key][metric], abs=1e-6)

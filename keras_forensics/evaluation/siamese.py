@@ -24,12 +24,6 @@ from keras_forensics.data import io
 from keras_forensics.errors import ForensicsError
 
 
-def weighted_embeddings(embedding, distance, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """alpha * embedding of [N, 128, 128, 1] images: L1 distances between rows are f."""
-    vectors = embedding.predict(images, batch_size=batch_size, verbose=0)
-    return np.asarray(distance.weight(vectors))
-
-
 def load_real_cases(folder, size: int = preprocessing.INPUT_SIZE) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images [N, size, size, 1] (the shared preprocessing), their group (sub-folder) ids, and paths."""
     folder = Path(folder)
@@ -92,8 +86,7 @@ def plot_roc(curves: dict, path) -> None:
     plt.close(figure)
 
 
-def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int = 2000, seed: int = 2,
-                   scales=None):
+def synthetic_test(model_dir: Path, scorer, data=None, count: int = 2000, seed: int = 2, scales=None):
     """The paper's synthetic test on the held-out split of the run (or on every image of `data`),
     its patches cut at the run's `patch_scales` or at `scales` (e.g. (1.0,): native resolution only,
     as in the paper).
@@ -120,7 +113,7 @@ def synthetic_test(model_dir: Path, embedding, distance, data=None, count: int =
     else:
         raise ForensicsError("the synthetic test needs --data DIR, or a model_dir with config.json and split.json")
     triplets = fixed_triplets(patchset, config.deformation, count, seed=config.seed + seed)
-    vectors = {k: weighted_embeddings(embedding, distance, v) for k, v in triplets.items()}
+    vectors = {k: scorer.embed(v, batch_size=128) for k, v in triplets.items()}
     f_same = np.abs(vectors["anchor"] - vectors["same"]).sum(-1)
     f_diff = np.abs(vectors["anchor"] - vectors["different"]).sum(-1)
     labels = np.r_[np.ones(len(f_same), bool), np.zeros(len(f_diff), bool)]
@@ -140,7 +133,8 @@ def evaluate(model: str, real_cases: str | None = None, data: str | None = None,
     """Measure a trained Siamese model; writes metrics JSON and a ROC PNG to `out`.
 
     Args:
-        model: a training run's model_dir or a .keras file.
+        model: a training run's model_dir, a .keras file, or a SavedModel (saved_models/siamese:
+            its newest version; the synthetic test then needs `data`).
         real_cases: a folder with one sub-folder per original image holding its manipulated versions;
             measured on the panels as they are ("real_cases") and with the distance `screen` uses,
             the smallest over 8 orientations ("real_cases_turns").
@@ -149,23 +143,28 @@ def evaluate(model: str, real_cases: str | None = None, data: str | None = None,
         count: synthetic test triplets (2 pairs each).
         synthetic: run the synthetic test.
     """
-    from keras_forensics.models.siamese import load_parts
+    import sys
 
-    embedding, distance = load_parts(model)
-    model_dir = Path(model) if Path(model).is_dir() else None
+    from keras_forensics.screening.model import load_scorer
+
+    scorer = load_scorer(model)
+    run = Path(model)
+    model_dir = run if (run / "config.json").is_file() else None
     out = Path(out) if out else (model_dir / "evaluation" if model_dir else Path("siamese_evaluation"))
     out.mkdir(parents=True, exist_ok=True)
-    result, curves = {"model": str(model)}, {}
-    if synthetic:
-        result["synthetic_test"], labels, scores = synthetic_test(model_dir, embedding, distance, data, count,
-                                                                    scales=scales)
+    result, curves = {"model": scorer.source}, {}
+    if synthetic and (model_dir is not None or data):
+        result["synthetic_test"], labels, scores = synthetic_test(model_dir, scorer, data, count, scales=scales)
         curves["synthetic test"] = (labels, scores)
+    elif synthetic:
+        print(f"synthetic test skipped: {model} is not a training run (no config.json and split.json); "
+              "give --data DIR to run it on a folder of images", file=sys.stderr)
     if real_cases:
         from keras_forensics.screening.model import DIHEDRAL, dihedral
         from keras_forensics.screening.pairs import distance_matrix
 
-        images, groups, paths = load_real_cases(real_cases, embedding.input_shape[1])
-        turned = weighted_embeddings(embedding, distance, dihedral(images))
+        images, groups, paths = load_real_cases(real_cases, scorer.input_size)
+        turned = scorer.embed(dihedral(images), batch_size=128)
         oriented = turned.reshape(len(DIHEDRAL), len(images), -1).transpose(1, 0, 2)
         # The network on the panels as they are, and as `screen` compares them (8 orientations).
         for key, label, vectors in (("real_cases", "real cases", oriented[:, 0]),
@@ -174,7 +173,8 @@ def evaluate(model: str, real_cases: str | None = None, data: str | None = None,
             result[key]["folder"] = str(real_cases)
             curves[label] = (same, p_same)
     if not curves:
-        raise ForensicsError("nothing to evaluate: give --real_cases DIR or keep the synthetic test on")
+        raise ForensicsError("nothing to evaluate: give --real_cases DIR (and --data DIR or a training run for the "
+                             "synthetic test)")
     plot_roc(curves, out / "roc.png")
     (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
