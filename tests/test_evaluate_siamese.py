@@ -22,6 +22,16 @@ def tiny_run(tmp_path_factory):
     return model_dir
 
 
+def _turned_cases(cases, rng):
+    """A real-case folder of 3 originals, each with a copy turned by 90 degrees (b.png)."""
+    for g in range(3):
+        (cases / f"original{g}").mkdir(parents=True)
+        base = rng.integers(0, 255, (80, 90), dtype=np.uint8)
+        Image.fromarray(base).save(cases / f"original{g}" / "a.png")
+        Image.fromarray(np.rot90(base)).save(cases / f"original{g}" / "b.png")
+    return cases
+
+
 def test_real_case_metrics_on_known_distances():
     labels = np.array([0, 0, 1, 1])
     distances = np.array([[0, 0.5, 3, 3], [0.5, 0, 3, 2], [3, 3, 0, 0.8], [3, 2, 0.8, 0]], float)
@@ -44,12 +54,7 @@ def test_distance_matrix_plain_and_oriented(rng):
 
 @pytest.mark.slow
 def test_evaluate_writes_json_and_roc(tiny_run, tmp_path, rng):
-    cases = tmp_path / "cases"
-    for g in range(3):
-        (cases / f"original{g}").mkdir(parents=True)
-        base = rng.integers(0, 255, (80, 90), dtype=np.uint8)
-        Image.fromarray(base).save(cases / f"original{g}" / "a.png")
-        Image.fromarray(np.rot90(base)).save(cases / f"original{g}" / "b.png")
+    cases = _turned_cases(tmp_path / "cases", rng)
     (cases / "original0" / "junk.png").write_text("not an image")
     out = tmp_path / "eval"
     evaluation.evaluate(str(tiny_run), real_cases=str(cases), out=str(out), count=8)
@@ -70,12 +75,7 @@ def test_savedmodel_gives_the_run_s_real_case_figures(tmp_path, rng):
     as its run; without --data it has no split for the synthetic test, and says so."""
     import serving_support
 
-    cases = tmp_path / "cases"
-    for g in range(3):
-        (cases / f"original{g}").mkdir(parents=True)
-        base = rng.integers(0, 255, (80, 90), dtype=np.uint8)
-        Image.fromarray(base).save(cases / f"original{g}" / "a.png")
-        Image.fromarray(np.rot90(base)).save(cases / f"original{g}" / "b.png")
+    cases = _turned_cases(tmp_path / "cases", rng)
     run = serving_support.run_dir("siamese")
     serving_support.exported("siamese")
     evaluation.evaluate(str(run), real_cases=str(cases), out=str(tmp_path / "run"), synthetic=False)
