@@ -56,13 +56,15 @@ def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = 
 @command
 def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 2, split: str = "pdf", min_panel_size: int = 64,
-           method: str = "auto", exact_max: int = 5000, verify: bool = True, turns: bool = True):
+           method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
+           turns: bool = True):
     """Screen INPUT... (image files, folders, PDFs) for re-used panels; writes REPORT_DIR (--out).
 
     REPORT_DIR/pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined, relation,
     a_file, a_page, a_box, b_file, b_page, b_box, note), REPORT_DIR/panels/ and a self-contained
-    REPORT_DIR/report.html. Candidates: Siamese distance <= --threshold or among each panel's
-    --neighbours nearest, confirmed by SIFT + RANSAC, ranked by the calibrated combined score.
+    REPORT_DIR/report.html. Up to --verify_all_max pairs (default 20,000, about 200 panels) every
+    pair is verified with SIFT + RANSAC; above, only candidates (Siamese distance <= --threshold
+    or among each panel's --neighbours nearest). Ranked by the calibrated combined score.
     --index INDEX_DIR: also compare with every panel indexed before. --split pdf|all|none,
     --method auto|exact|flat|hnsw (auto: exact up to --exact_max panels, then FAISS HNSW).
     Panels are compared in all 8 orientations (quarter turns, mirrored; --noturns: as they are).
@@ -72,7 +74,7 @@ def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, 
 
     return cli.screen(*inputs, out=out, threshold=threshold, index=index, model=model, calibration=calibration,
                       neighbours=neighbours, split=split, min_panel_size=min_panel_size, method=method,
-                      exact_max=exact_max, verify=verify, turns=turns)
+                      exact_max=exact_max, verify_all_max=verify_all_max, verify=verify, turns=turns)
 
 
 @command

@@ -33,10 +33,16 @@ def to_model_input(image, size: int = INPUT_SIZE):
 def decode_to_gray(data):
     """Encoded PNG / JPEG / BMP / GIF bytes (a scalar string tensor) -> [H, W, 1] float32 in [0, 1].
 
-    Matches `keras_forensics.data.io.read_image`: BT.601 luminance, transparency composited over
-    white, 16-bit PNGs scaled by 65535.
+    Matches `keras_forensics.data.io.read_image` pixel for pixel: BT.601 luminance, transparency
+    composited over white, 16-bit PNGs scaled by 65535, and JPEGs decoded with libjpeg's accurate
+    integer IDCT, as Pillow does (TensorFlow's default fast IDCT differs by up to 2/255).
     """
-    image = tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.image.convert_image_dtype(
+            tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE"), tf.float32),
+        lambda: tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False),
+    )
     channels = tf.shape(image)[-1]
 
     def gray_alpha():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import serving_support
 from keras_forensics import preprocessing
+from keras_forensics.data.io import decode_image_bytes
 from keras_forensics.errors import ForensicsError
 from keras_forensics.serving import signatures
 from keras_forensics.serving.protocol import encode_png
@@ -81,6 +84,13 @@ def test_siamese_saved_model_reproduces_keras_and_the_shared_preprocessing(rng):
     np.testing.assert_allclose(embedded_bytes["embedding"].numpy(),
                                loaded.signatures["embed"](images=tf.constant(tensors))["embedding"].numpy(),
                                atol=1e-5)
+    # A JPEG decodes in the graph to the same pixels as on the CLI (Pillow), so it embeds the same.
+    buffer = io.BytesIO()
+    Image.fromarray((panels[0] * 255).astype(np.uint8)).save(buffer, "JPEG", quality=50)
+    jpeg = buffer.getvalue()
+    served = loaded.signatures["embed_bytes"](image_bytes=tf.constant([jpeg]))["embedding"].numpy()
+    cli = loaded.signatures["embed"](images=tf.constant(preprocessing.batch([decode_image_bytes(jpeg)])))
+    np.testing.assert_allclose(served, cli["embedding"].numpy(), atol=1e-5)
 
 
 def test_warmup_requests_cover_every_signature():

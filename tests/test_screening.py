@@ -283,6 +283,23 @@ def test_python_api_readme_snippet(tmp_path, model_file, groups_folder):
     assert (tmp_path / "report" / "report.html").is_file()
 
 
+def test_small_inputs_verify_every_pair_large_ones_retrieve_first(model_file, groups_folder):
+    """Up to verify_all_max pairs every pair is verified (a re-use the network misses is still
+    found); above, only the Siamese candidates, with the same scores for the pairs both verify."""
+    from keras_forensics.screening.screener import Screener
+
+    folder, group_of = groups_folder
+    count = len(group_of) + len(DISTRACTORS)
+    every = Screener.load(model_file, progress=False).screen([folder])
+    assert every.method == "all pairs" and len(every) == count * (count - 1) // 2
+    retrieved = Screener.load(model_file, progress=False, threshold=0.0, neighbours=1,
+                              verify_all_max=count * (count - 1) // 2 - 1).screen([folder])
+    assert retrieved.method == "exact" and count // 2 <= len(retrieved) < len(every)
+    scores = {(r.a.file, r.b.file): r.combined for r in every}
+    for record in retrieved:
+        assert record.combined == pytest.approx(scores[(record.a.file, record.b.file)], rel=1e-3, abs=1e-5)
+
+
 def test_model_loading_savedmodel_newest_version_and_errors(tmp_path, model_file):
     import tensorflow as tf
 

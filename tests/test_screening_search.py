@@ -160,6 +160,12 @@ def test_real_cases_folder_builder(tmp_path):
     first, second = np.triu_indices(len(rows), 1)
     for i, j in zip(first[labels], second[labels]):
         assert rows[i]["file"].rsplit("_", 1)[0] == rows[j]["file"].rsplit("_", 1)[0]  # an original and its copy
+    from keras_forensics.data.io import read_image
+
+    for row in rows:  # every panel, crops of re-uses included, shows content, not blank background
+        source = np.round(read_image(DATA / "micrographs" / row["source"]) * 255)
+        x, y, w, h = (int(row[key]) for key in ("x", "y", "width", "height"))
+        assert source[y:y + h, x:x + w].std() >= 0.5 * source.std(), row
     shutil.rmtree(tmp_path / "cases")
 
 

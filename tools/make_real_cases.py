@@ -7,9 +7,9 @@ For every micrograph of the chosen split's field groups (split.json of the model
 so the model saw none of them; one file per field group, so two channels of one field never
 pose as a re-use), `--originals` non-overlapping regions are cut as panels, and each gets
 `--reuses` re-used copies made with OpenCV and Pillow -- not the training pipeline's TF
-deformations -- by a random chain of what real re-uses show: a crop of part of the panel,
-90-degree rotations, mirroring, rescaling, JPEG re-compression, contrast / brightness / gamma
-changes and text labels (panel letters, scale bars).
+deformations -- by a random chain of what real re-uses show: a crop of part of the panel
+(one that still shows content), 90-degree rotations, mirroring, rescaling, JPEG re-compression,
+contrast / brightness / gamma changes and text labels (panel letters, scale bars).
 
 Writes OUT/<name>.png|jpg and OUT/manifest.csv (file, source, x, y, width, height, edits):
 two panels are a re-use when they come from the same source file and their regions overlap by
@@ -47,11 +47,16 @@ def split_files(data: Path, split_json: Path, split: str) -> list[Path]:
     return list(chosen.values())
 
 
+def _shows_content(image: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
+    """Whether a region's contrast is at least half its image's: nobody re-uses blank background,
+    and a crop of noise-only background is not a re-use any method (or person) could confirm."""
+    return float(image[y:y + h, x:x + w].std()) >= 0.5 * float(image.std())
+
+
 def _regions(image: np.ndarray, count: int, rng) -> list[tuple[int, int, int, int]]:
     """Up to `count` non-overlapping square-ish regions (x, y, w, h), 35-50% of the short side,
-    each showing content (its contrast at least half the image's: nobody re-uses blank background)."""
+    each showing content (`_shows_content`)."""
     height, width = image.shape
-    spread = float(image.std())
     regions = []
     for _ in range(200):
         if len(regions) == count:
@@ -62,7 +67,7 @@ def _regions(image: np.ndarray, count: int, rng) -> list[tuple[int, int, int, in
         if w >= width or h >= height:
             continue
         x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
-        if image[y:y + h, x:x + w].std() < 0.5 * spread:
+        if not _shows_content(image, x, y, w, h):
             continue
         if all(x + w <= ox or ox + ow <= x or y + h <= oy or oy + oh <= y for ox, oy, ow, oh in regions):
             regions.append((x, y, w, h))
@@ -76,10 +81,14 @@ def _reuse(source: np.ndarray, region, rng):
 
     x, y, w, h = region
     edits = []
-    if rng.random() < 0.6:  # crop 55-90% of each side
-        cw, ch = int(w * rng.uniform(0.55, 0.9)), int(h * rng.uniform(0.55, 0.9))
-        x, y, w, h = x + int(rng.integers(0, w - cw + 1)), y + int(rng.integers(0, h - ch + 1)), cw, ch
-        edits.append("crop")
+    if rng.random() < 0.6:  # crop 55-90% of each side, keeping content (else no crop)
+        for _ in range(20):
+            cw, ch = int(w * rng.uniform(0.55, 0.9)), int(h * rng.uniform(0.55, 0.9))
+            cx, cy = x + int(rng.integers(0, w - cw + 1)), y + int(rng.integers(0, h - ch + 1))
+            if _shows_content(source, cx, cy, cw, ch):
+                x, y, w, h = cx, cy, cw, ch
+                edits.append("crop")
+                break
     image = source[y:y + h, x:x + w].copy()
     turns = int(rng.integers(0, 4))
     if turns:

@@ -6,8 +6,10 @@ result, plus end-to-end panels per second of `Screener.screen` on a folder of re
 
 screen-accuracy: average precision on a held-out folder of real-case re-uses
 (tools/make_real_cases.py) of the Siamese network alone, the keypoint verifier alone, the
-combined score (calibrated on a validation folder), the two-stage screen as `screen` runs it,
-and pHash (imagehash) as the classical baseline -- all in one run, on the same pairs.
+combined score (calibrated on a validation folder; every pair verified, as `screen` does up to
+VERIFY_ALL_MAX pairs), the two-stage screen as it runs on larger corpora (only the Siamese
+candidates verified), and pHash (imagehash) as the classical baseline -- all in one run, on the
+same pairs.
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
                        write_calibration=None, progress: bool = True, turns: bool = True) -> dict:
     """See the module docstring."""
     from keras_forensics.screening.model import load_scorer
-    from keras_forensics.screening.pairs import search_pairs
+    from keras_forensics.screening.pairs import VERIFY_ALL_MAX, search_pairs
     from keras_forensics.screening.scoring import CombinedScore, average_precision
     from keras_forensics.screening.verify import Verifier
 
@@ -256,7 +258,9 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     labels = test["labels"]
     combined_all = combiner(test["distance"], test["inliers"], test["coverage"])
 
-    # The two-stage screen: only candidates (within the threshold or among the nearest) are verified.
+    # Above VERIFY_ALL_MAX pairs (corpora), the screen is two-stage: only candidates (within the
+    # threshold or among the nearest) are verified. Up to it (this folder), screen verifies every
+    # pair, which is ap_combined.
     oriented = test["oriented"]
     candidates, _ = search_pairs(oriented[:, 0], threshold, "exact", k=neighbours, turned=oriented[:, 1:])
     position = {(int(i), int(j)): n for n, (i, j) in enumerate(zip(test["first"], test["second"]))}
@@ -276,6 +280,7 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
         "ap_phash": round(average_precision(-test["phash"], labels), 4),
         "two_stage_candidates": int(verified.sum()),
         "two_stage_candidate_recall": round(float(verified[labels].mean()), 4),
+        "screen_verifies_all_pairs": bool(len(labels) <= VERIFY_ALL_MAX),
         "calibration": combiner.to_dict(),
         "embed_ms_per_panel": round(test["embed_ms_per_panel"], 1),
         "verify_ms_per_pair": round(test["verify_ms_per_pair"], 1),

@@ -121,14 +121,16 @@ def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = 
 
 def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 2, split: str = "pdf", min_panel_size: int = 64,
-           method: str = "auto", exact_max: int = 5000, verify: bool = True, turns: bool = True) -> str:
+           method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
+           turns: bool = True) -> str:
     """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
 
     REPORT_DIR gets pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined,
     relation, a_file, a_page, a_box, b_file, b_page, b_box, note), panels/ (the crops) and
-    report.html. Candidate pairs: Siamese distance <= --threshold or among each panel's
-    --neighbours nearest; each is verified with keypoints (SIFT + RANSAC) and ranked by the
-    calibrated combined score. --index INDEX_DIR also compares with every indexed panel.
+    report.html. Up to --verify_all_max pairs (default 20,000: about 200 panels), every pair is
+    verified with keypoints (SIFT + RANSAC); above, only candidate pairs: Siamese distance <=
+    --threshold or among each panel's --neighbours nearest. Pairs are ranked by the calibrated
+    combined score. --index INDEX_DIR also compares with every indexed panel.
     --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw.
     Panels are compared in all 8 orientations (quarter turns, mirrored); --noturns: as they are.
     """
@@ -139,7 +141,8 @@ def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, 
     if not paths:
         raise ForensicsError("screen needs at least one INPUT (image files, folders or PDFs)")
     screener = Screener.load(model, calibration, threshold=threshold, neighbours=neighbours, split=split,
-                             min_panel_size=min_panel_size, exact_max=exact_max, verify=verify, turns=turns)
+                             min_panel_size=min_panel_size, exact_max=exact_max, verify_all_max=verify_all_max,
+                             verify=verify, turns=turns)
     try:
         result = screener.screen(paths, out=out, index=index, method=method)
     except NothingToScreen as error:

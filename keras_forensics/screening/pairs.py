@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 #: Up to this many panels, screening compares all pairs exactly.
 EXACT_MAX = 5000
 
+#: Up to this many pairs, screening verifies every pair with keypoints (a manuscript: up to about
+#: 200 panels, ~1 min at ~3 ms per pair on 2 cores); above, the Siamese search picks candidates.
+VERIFY_ALL_MAX = 20_000
+
 #: HNSW parameters (graph degree, build and search beam widths) and the neighbours looked at per
 #: panel (a panel re-used more than MAX_NEIGHBOURS times keeps its nearest MAX_NEIGHBOURS),
 #: measured with `tools/benchmark.py screen`.
@@ -148,6 +152,13 @@ def distance_matrix(vectors: np.ndarray) -> np.ndarray:
         return l1_distances(vectors, vectors)
     full = np.min([l1_distances(vectors[:, t], vectors[:, 0]) for t in range(vectors.shape[1])], axis=0)
     return np.minimum(full, full.T)
+
+
+def all_pairs(vectors: np.ndarray) -> Pairs:
+    """Every pair i < j of [N, D] (or oriented [N, T, D]) embeddings with its `distance_matrix` distance."""
+    first, second = np.triu_indices(len(vectors), 1)
+    distances = distance_matrix(vectors)[first, second] if len(vectors) > 1 else np.zeros(0, np.float32)
+    return Pairs(first.astype(np.int64), second.astype(np.int64), np.asarray(distances, np.float32))
 
 
 def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: int = 256,

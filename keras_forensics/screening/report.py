@@ -181,6 +181,17 @@ figcaption { font-size: 11px; color: #444; word-break: break-all; }
 """
 
 
+def _candidates_text(result) -> str:
+    """How the verified pairs were chosen, for the report's header."""
+    turned = " (smallest over 8 orientations)" if getattr(result, "turns", False) else ""
+    index = f"; index {html.escape(result.index)}" if result.index else ""
+    search = f"Siamese distance{turned} &le; {result.threshold:g} or nearest neighbours"
+    if result.method == "all pairs":
+        text = "candidate pairs: all pairs within the input"
+        return text + (f"; from the index, {search}{index}" if result.index else "")
+    return f"candidate pairs: {search} ({html.escape(result.method)} search{index})"
+
+
 def render_html(result, names: dict, scorer=None, progress: bool = False, max_rows: int = MAX_ROWS,
                 max_explained: int = MAX_EXPLAINED) -> str:
     """The report page (see the module docstring)."""
@@ -195,10 +206,7 @@ def render_html(result, names: dict, scorer=None, progress: bool = False, max_ro
         "<title>keras_forensics screening report</title>", f"<style>{_STYLE}</style></head><body>",
         "<h1>Screening report</h1>",
         f'<p class="meta">Inputs: {html.escape(", ".join(result.inputs))}<br>'
-        f"Model: {html.escape(str(result.model))}; candidate pairs: Siamese distance"
-        f"{' (smallest over 8 orientations)' if getattr(result, 'turns', False) else ''} &le; {result.threshold:g} "
-        f"or nearest neighbours ({html.escape(result.method)} search"
-        f"{'; index ' + html.escape(result.index) if result.index else ''}), "
+        f"Model: {html.escape(str(result.model))}; {_candidates_text(result)}, "
         f"confirmed by SIFT keypoints + RANSAC.<br>"
         f"Combined score: {html.escape(_combiner_text(result.combiner))}<br>"
         f"{len(result.panels)} panel(s) screened, {len(result)} candidate pair(s), "

@@ -9,10 +9,12 @@ Example:
     ...     print(pair.rank, pair.a.label, pair.b.label, pair.combined, pair.relation)
 
 Two stages (Cicconet et al. retrieve; a keypoint verifier confirms):
-1. every panel is embedded once (weighted embeddings, batched, with a progress bar); pairs within
+1. every panel is embedded once (weighted embeddings, batched, with a progress bar). Up to
+   `verify_all_max` pairs (a manuscript), every pair is a candidate. Above, pairs within
    `threshold` of the Siamese distance f -- plus each panel's `neighbours` nearest panels, a
    generous candidate set -- come from an exact blockwise comparison (up to `exact_max` panels) or
-   FAISS HNSW (above), and from an index of earlier papers (`index=`);
+   FAISS HNSW (above). An index of earlier papers (`index=`) adds its panels within the threshold
+   or among the nearest;
 2. each candidate is verified with SIFT + RANSAC (`verify.Verifier`), and the calibrated
    `scoring.CombinedScore` of p_same and inliers ranks the pairs.
 Byte-identical files are reported first, with distance 0, before any network runs.
@@ -119,6 +121,9 @@ class Screener:
         threshold: Siamese distance up to which a pair is a candidate (f <= 1 is the paper's "same").
         neighbours: each panel's nearest panels that are candidates whatever their distance.
         exact_max: above this many panels, FAISS HNSW replaces the exact comparison.
+        verify_all_max: up to this many pairs (and with `verify`), every pair is verified, not
+            only the Siamese candidates: the verifier is far more accurate than the network on
+            real re-uses, and cheap enough for a manuscript. 0: always retrieve first.
         split: "pdf" splits PDF figures into panels, "all" also image files, "none" nothing.
         min_panel_size: panels smaller than this (px, either side) are skipped with a message.
         verify: run the keypoint verifier on candidates (False: Siamese only).
@@ -129,10 +134,11 @@ class Screener:
     """
 
     def __init__(self, scorer, combiner: CombinedScore | None = None, threshold: float = 1.0,
-                 neighbours: int = 2, exact_max: int | None = None, split: str = "pdf",
+                 neighbours: int = 2, exact_max: int | None = None, verify_all_max: int | None = None,
+                 split: str = "pdf",
                  min_panel_size: int = panels_lib.MIN_PANEL_SIZE, verify: bool = True, turns: bool = True,
                  progress: bool = True):
-        from keras_forensics.screening.pairs import EXACT_MAX
+        from keras_forensics.screening.pairs import EXACT_MAX, VERIFY_ALL_MAX
 
         if threshold < 0 or not math.isfinite(threshold):
             raise ForensicsError(f"--threshold must be a non-negative number, got {threshold}")
@@ -143,6 +149,7 @@ class Screener:
         self.threshold = float(threshold)
         self.neighbours = int(neighbours)
         self.exact_max = EXACT_MAX if exact_max is None else int(exact_max)
+        self.verify_all_max = VERIFY_ALL_MAX if verify_all_max is None else int(verify_all_max)
         self.split = split
         self.min_panel_size = int(min_panel_size)
         self.verify = verify
@@ -191,12 +198,13 @@ class Screener:
             out: if given, write out/pairs.csv, out/panels/ and out/report.html.
             index: an index folder (`index build`): also compare against every panel indexed
                 before (the across-papers case).
-            method: "auto", "exact", "flat" or "hnsw" for the within-input comparison.
+            method: "auto", "exact", "flat" or "hnsw" for the within-input comparison ("auto"
+                verifies all pairs up to `verify_all_max`).
 
         Problems (unreadable inputs etc.) are logged as warnings and listed in the result and the
         report; the screen goes on. Raises `NothingToScreen` when no input could be read.
         """
-        from keras_forensics.screening.pairs import search_pairs
+        from keras_forensics.screening.pairs import all_pairs, search_pairs
 
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
@@ -216,9 +224,13 @@ class Screener:
             opened_index = ScreeningIndex.open(index, scorer=self.scorer)
         oriented = self.scorer.embed_panels([p.image for p in panels], progress=self.progress, oriented=self.turns)
         vectors = oriented[:, 0] if self.turns else oriented
-        candidates, used = search_pairs(vectors, self.threshold, method=method, k=self.neighbours,
-                                        exact_max=self.exact_max, progress=self.progress,
-                                        turned=oriented[:, 1:] if self.turns else None)
+        count = len(panels)
+        if method == "auto" and self.verify and count * (count - 1) // 2 <= self.verify_all_max:
+            candidates, used = all_pairs(oriented), "all pairs"
+        else:
+            candidates, used = search_pairs(vectors, self.threshold, method=method, k=self.neighbours,
+                                            exact_max=self.exact_max, progress=self.progress,
+                                            turned=oriented[:, 1:] if self.turns else None)
         pairs = [(panels[i], panels[j], float(d)) for i, j, d in
                  zip(candidates.first, candidates.second, candidates.distance)]
         if opened_index is not None and len(panels):
