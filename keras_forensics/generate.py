@@ -145,7 +145,7 @@ def load(path, kind: str) -> LoadedGenerator:
     info = json.loads(info_path.read_text())
     if info.get("kind") != kind:
         raise ForensicsError(f"{run_dir} is a {info.get('kind')} run, not a {kind} one")
-    model = _load_run_model(kind, run_dir, path if path.suffix == ".keras" else None)
+    model = load_run_model(kind, run_dir, path if path.suffix == ".keras" else None)
     return LoadedGenerator(kind, info, _keras_functions(kind, model), path)
 
 
@@ -159,7 +159,9 @@ def _load_keras_model(kind: str, path: Path):
     return keras.saving.load_model(path, compile=False)
 
 
-def _load_run_model(kind: str, run_dir: Path, model_file: Path | None):
+def load_run_model(kind: str, run_dir: Path, model_file: Path | None = None):
+    """The WGAN or CycleGAN of a run dir: `model_file` (default its model.keras) or, while the run
+    is in progress or was stopped early, its latest checkpoint rebuilt in float32."""
 
     from keras_forensics import config as config_lib
     from keras_forensics.training import common

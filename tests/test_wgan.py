@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from keras_forensics.config import WGANConfig
 from keras_forensics.models.wgan import WGAN, build_critic, build_generator
@@ -198,6 +199,16 @@ def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path, capsys):
     evaluation = trainer.evaluate(str(run), n=8)
     assert np.isfinite(evaluation["swd"]) and np.isfinite(evaluation["spectral_distance"])
     assert (run / "evaluation.json").exists()
+    picture = np.asarray(Image.open(evaluation["picture"]))  # real blots above generated ones
+    assert evaluation["picture"].endswith("evaluation_real_vs_generated.png") and picture.shape[0] > picture.shape[1] / 4
+
+    # A run stopped before its end has no model.keras: export, like generate, uses its latest
+    # checkpoint, and the SavedModel reproduces it (the export checks that itself).
+    from keras_forensics.serving import signatures
+
+    (run / "model.keras").unlink()
+    exported = signatures.export("wgan", run, export_base=tmp_path / "saved", version=1, verbose=False)
+    assert (exported.path / "saved_model.pb").is_file() and max(exported.max_abs_diff.values()) < 1e-4
 
 
 def test_user_mistakes_give_one_line_errors_and_leave_no_model_dir(tmp_path, capsys):

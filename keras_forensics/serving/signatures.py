@@ -509,11 +509,16 @@ def load_detector(model_dir) -> DetectorServing:
 
 def load_wgan(model_dir) -> GeneratorServing:
     """A WGAN run dir: generator.keras, or model.keras holding the WGAN (its `.generator`) or the
-    generator itself."""
+    generator itself, or -- a run in progress or stopped early -- its latest checkpoint (what
+    `generate` and `evaluate` use for such a run)."""
     _register_custom_objects("wgan")
     model_dir = Path(model_dir)
     if (model_dir / "generator.keras").is_file():
         return GeneratorServing(_load_keras(model_dir / "generator.keras"))
+    if not (model_dir / MODEL_FILE).is_file() and (model_dir / "config.json").is_file():
+        from keras_forensics import generate
+
+        return GeneratorServing(generate.load_run_model("wgan", model_dir).generator)
     model = _load_keras(_require_file(model_dir / MODEL_FILE, "wgan"))
     return GeneratorServing(getattr(model, "generator", model))
 

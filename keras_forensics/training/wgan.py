@@ -235,7 +235,9 @@ def evaluate(model, data: tuple[str, ...] | None = None, n: int = 512, seed: int
     The real blots are the generator's own held-out test groups (rebuilt from generator.json and
     its training data folder), or every tile of --data folders. Where the other real blots are
     available, the same figures for real vs real ("*_real_reference") show the floor.
-    Writes JSON to `out` (default: evaluation.json in a run folder, else wgan_evaluation.json).
+    Writes JSON to `out` (default: evaluation.json in a run folder, else wgan_evaluation.json)
+    and, beside it, <stem>_real_vs_generated.png: held-out real blots (top half) above generated
+    ones (bottom half), to judge by eye.
     """
     loaded = generate.load(model, "wgan")
     real, reference = _real_blots_of(loaded.info, tuple(data) if data else None)
@@ -254,5 +256,18 @@ def evaluate(model, data: tuple[str, ...] | None = None, n: int = 512, seed: int
     default = source / "evaluation.json" if (source / "config.json").exists() else Path("wgan_evaluation.json")
     out = Path(out) if out else default
     result["out"] = str(out)
+    picture = out.with_name(f"{out.stem}_real_vs_generated.png")
+    result["picture"] = str(write_comparison(picture, real, fake))
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+def write_comparison(path, real, fake, columns: int = 8, rows: int = 3, seed: int = 0) -> Path:
+    """PNG of `rows` rows of real images (drawn at random) above `rows` rows of generated ones,
+    on a grey grid (the blots' white background must not hide the tile borders)."""
+    count = min(columns * rows, len(real), len(fake))
+    chosen = np.random.default_rng(seed).choice(len(real), count, replace=False)
+    top = image_grid(real[chosen], columns, gap=4, background=0.5)
+    bottom = image_grid(fake[:count], columns, gap=4, background=0.5)
+    band = np.full((max(12, top.shape[0] // 30), top.shape[1], top.shape[2]), 0.5, np.float32)
+    return generate.write_png(path, np.concatenate([top, band, bottom]), 8)
