@@ -160,12 +160,10 @@ def evaluate(model: str, real_cases: str | None = None, data: str | None = None,
         print(f"synthetic test skipped: {model} is not a training run (no config.json and split.json); "
               "give --data DIR to run it on a folder of images", file=sys.stderr)
     if real_cases:
-        from keras_forensics.screening.model import DIHEDRAL, dihedral
         from keras_forensics.screening.pairs import distance_matrix
 
         images, groups, paths = load_real_cases(real_cases, scorer.input_size)
-        turned = scorer.embed(dihedral(images), batch_size=128)
-        oriented = turned.reshape(len(DIHEDRAL), len(images), -1).transpose(1, 0, 2)
+        oriented = scorer.embed_oriented(images, batch_size=16)
         # The network on the panels as they are, and as `screen` compares them (8 orientations).
         for key, label, vectors in (("real_cases", "real cases", oriented[:, 0]),
                                     ("real_cases_turns", "real cases, 8 orientations", oriented)):

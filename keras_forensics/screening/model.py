@@ -105,6 +105,12 @@ class SiameseScorer:
                  for i in range(0, len(images), batch_size)]
         return np.concatenate(parts).astype(np.float32)
 
+    def embed_oriented(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Preprocessed [N, S, S, 1] -> [N, 8, D]: each image in the 8 orientations of `dihedral`,
+        as it is first (`batch_size` images, so 8 x that many network inputs, per call)."""
+        turned = self.embed(dihedral(images), batch_size * len(DIHEDRAL))
+        return turned.reshape(len(DIHEDRAL), len(images), -1).transpose(1, 0, 2)
+
     def embed_panels(self, panels, batch_size: int = 64, progress: bool = True,
                      description: str = "embedding panels", oriented: bool = False) -> np.ndarray:
         """Panels of any sizes ([H, W] float in [0, 1]) -> [N, D] weighted embeddings.
@@ -129,11 +135,7 @@ class SiameseScorer:
             for start in range(0, len(panels), batch_size):
                 chunk = panels[start:start + batch_size]
                 images = preprocessing.batch(chunk, self.input_size)
-                if oriented:
-                    turned = self.embed(dihedral(images), batch_size * len(DIHEDRAL))
-                    out.append(turned.reshape(len(DIHEDRAL), len(chunk), -1).transpose(1, 0, 2))
-                else:
-                    out.append(self.embed(images, batch_size))
+                out.append(self.embed_oriented(images, batch_size) if oriented else self.embed(images, batch_size))
                 bar.update(len(chunk))
         return np.concatenate(out)
 

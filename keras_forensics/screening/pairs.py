@@ -39,6 +39,11 @@ EXACT_MAX = 5000
 #: 200 panels, ~1 min at ~3 ms per pair on 2 cores); above, the Siamese search picks candidates.
 VERIFY_ALL_MAX = 20_000
 
+
+def verifies_every_pair(panels: int, limit: int = VERIFY_ALL_MAX) -> bool:
+    """Whether screening `panels` panels verifies all their pairs (at most `limit` pairs)."""
+    return panels * (panels - 1) // 2 <= limit
+
 #: HNSW parameters (graph degree, build and search beam widths) and the neighbours looked at per
 #: panel (a panel re-used more than MAX_NEIGHBOURS times keeps its nearest MAX_NEIGHBOURS),
 #: measured with `tools/benchmark.py screen`.
@@ -325,7 +330,7 @@ def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k:
     method: "exact" (blockwise TF), "flat" / "hnsw" (FAISS) or "auto" (exact up to `exact_max`
     panels, HNSW above; exact with a warning when FAISS is missing).
 
-    `turned` [N, T, D]: other orientations of each row (`SiameseScorer.embed_panels_oriented`).
+    `turned` [N, T, D]: other orientations of each row (`SiameseScorer.embed_panels(oriented=True)`).
     A pair's distance is then the smallest between either panel as it is and the other in any
     orientation, and the k nearest are looked up for every orientation.
     """

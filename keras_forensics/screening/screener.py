@@ -204,7 +204,7 @@ class Screener:
         Problems (unreadable inputs etc.) are logged as warnings and listed in the result and the
         report; the screen goes on. Raises `NothingToScreen` when no input could be read.
         """
-        from keras_forensics.screening.pairs import all_pairs, search_pairs
+        from keras_forensics.screening.pairs import all_pairs, search_pairs, verifies_every_pair
 
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
@@ -224,8 +224,7 @@ class Screener:
             opened_index = ScreeningIndex.open(index, scorer=self.scorer)
         oriented = self.scorer.embed_panels([p.image for p in panels], progress=self.progress, oriented=self.turns)
         vectors = oriented[:, 0] if self.turns else oriented
-        count = len(panels)
-        if method == "auto" and self.verify and count * (count - 1) // 2 <= self.verify_all_max:
+        if method == "auto" and self.verify and verifies_every_pair(len(panels), self.verify_all_max):
             candidates, used = all_pairs(oriented), "all pairs"
         else:
             candidates, used = search_pairs(vectors, self.threshold, method=method, k=self.neighbours,
