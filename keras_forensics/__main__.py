@@ -1,7 +1,9 @@
 """`python -m keras_forensics <command> ...`: the toolkit's command line (python-fire).
 
-Each command is a thin function here that imports its module only when it runs, so `--help` is
-fast and every command's flags and documentation show in `python -m keras_forensics <command> --help`.
+Each command is a function that imports TensorFlow and its module only when it runs, so `--help` is
+fast and every command's flags and documentation show in `python -m keras_forensics <command> --help`:
+a thin function here, or, for the screening commands, the function of keras_forensics/screening/cli.py
+itself (one signature and docstring, not a copy).
 Commands return None, a path or a flat dict (fire prints it); user mistakes end with one line on
 stderr and exit status 2.
 """
@@ -26,74 +28,16 @@ def command(function):
 # Commands are registered below, one block per module (screening, detection, generation, serving).
 
 
-# --- screening for re-used images (keras_forensics/screening) ---
+# --- screening for re-used images: the commands of keras_forensics/screening/cli.py, whose
+# signatures and docstrings are their --help (that module imports TensorFlow only when one runs) ---
+
+from keras_forensics.screening import cli as _screening  # noqa: E402
+
+for _command in (_screening.similarity, _screening.compare, _screening.screen, _screening.index):
+    command(_command)
 
 
-@command
-def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64, turns: bool = True):
-    """Score image pairs: PAIRS.csv has columns a, b (paths relative to the CSV's folder).
-
-    Writes OUT.csv: PAIRS.csv's columns plus distance, p_same = sigmoid(1 - distance) and same
-    (p_same > 0.5). --model: saved_models/siamese (default), a SavedModel, a run dir or a .keras file.
-    The distance is the smallest over a's 8 orientations (quarter turns, mirrored) against b;
-    --noturns: the network's distance of the two as they are (what TF-Serving's `similarity` gives).
-    """
-    from keras_forensics.screening import cli
-
-    return cli.similarity(pairs, out, model=model, batch_size=batch_size, turns=turns)
-
-
-@command
-def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = True):
-    """Compare two images with the Siamese network; prints JSON {distance, p_same, same}: the
-    smallest distance over A's 8 orientations (quarter turns, mirrored) against B (--noturns: as
-    they are)."""
-    from keras_forensics.screening import cli
-
-    return cli.compare(image_a, image_b, model=model, turns=turns)
-
-
-@command
-def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, model: str | None = None,
-           calibration: str | None = None, neighbours: int = 2, split: str = "pdf", min_panel_size: int = 64,
-           method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
-           turns: bool = True):
-    """Screen INPUT... (image files, folders, PDFs) for re-used panels; writes REPORT_DIR (--out).
-
-    REPORT_DIR/pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined, relation,
-    a_file, a_page, a_box, b_file, b_page, b_box, note), REPORT_DIR/panels/ and a self-contained
-    REPORT_DIR/report.html. Up to --verify_all_max pairs (default 20,000, about 200 panels) every
-    pair is verified with SIFT + RANSAC; above, only candidates (Siamese distance <= --threshold
-    or among each panel's --neighbours nearest). Ranked by the calibrated combined score.
-    --index INDEX_DIR: also compare with every panel indexed before. --split pdf|all|none,
-    --method auto|exact|flat|hnsw (auto: exact up to --exact_max panels, then FAISS HNSW).
-    Panels are compared in all 8 orientations (quarter turns, mirrored; --noturns: as they are).
-    Exit status 0 when the screen completed (skipped inputs are listed), 1 if no input was readable.
-    """
-    from keras_forensics.screening import cli
-
-    return cli.screen(*inputs, out=out, threshold=threshold, index=index, model=model, calibration=calibration,
-                      neighbours=neighbours, split=split, min_panel_size=min_panel_size, method=method,
-                      exact_max=exact_max, verify_all_max=verify_all_max, verify=verify, turns=turns)
-
-
-@command
-class index:  # noqa: N801 - the command's name
-    """A corpus embedded once: `index build INPUT... --out INDEX_DIR`, `index add INPUT... --index INDEX_DIR`."""
-
-    def build(self, *inputs, out: str, model: str | None = None, kind: str = "hnsw", split: str = "pdf",
-              min_panel_size: int = 64):
-        """Embed every panel of INPUT... into a new index at --out (--kind hnsw, or flat = exact)."""
-        from keras_forensics.screening import cli
-
-        return cli.index().build(*inputs, out=out, model=model, kind=kind, split=split,
-                                 min_panel_size=min_panel_size)
-
-    def add(self, *inputs, index: str, model: str | None = None, split: str = "pdf", min_panel_size: int = 64):
-        """Add the panels of INPUT... to the index --index (files already indexed are skipped)."""
-        from keras_forensics.screening import cli
-
-        return cli.index().add(*inputs, index=index, model=model, split=split, min_panel_size=min_panel_size)
+# --- serving ---
 
 
 @command

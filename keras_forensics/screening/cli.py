@@ -1,4 +1,7 @@
-"""The screening commands of `python -m keras_forensics` (registered in keras_forensics/__main__.py).
+"""The screening commands of `python -m keras_forensics`: registered as they are by
+keras_forensics/__main__.py, so these signatures and docstrings are the commands' `--help`.
+This module imports only NumPy and the standard library at the top; TensorFlow and the rest load
+when a command runs.
 
     similarity --pairs PAIRS.csv [--model M] --out OUT.csv
     compare IMG_A IMG_B [--model M]                       (prints JSON)
@@ -56,7 +59,10 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
 
     OUT.csv is PAIRS.csv (extra columns carried through) plus distance, p_same = sigmoid(1 -
     distance) and same (p_same > 0.5). Each distinct image is embedded once. A row whose image
-    cannot be read keeps empty scores, with a line on stderr.
+    cannot be read keeps empty scores, with a line on stderr. --model: saved_models/siamese
+    (default), a SavedModel, a run dir or a .keras file. The distance is the smallest over a's 8
+    orientations (quarter turns, mirrored) against b; --noturns: the network's distance of the
+    two as they are (what TF-Serving's `similarity` gives).
     """
     from keras_forensics.data.io import read_image
     from keras_forensics.screening.model import load_scorer
@@ -112,7 +118,9 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
 
 
 def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = True) -> None:
-    """Print {"distance", "p_same", "same"} of two images as JSON (Siamese network only)."""
+    """Compare two images with the Siamese network; prints JSON {distance, p_same, same}: the
+    smallest distance over A's 8 orientations (quarter turns, mirrored) against B (--noturns: as
+    they are)."""
     from keras_forensics.screening.screener import Screener
 
     result = Screener.load(model, progress=False, turns=turns).similarity(image_a, image_b)
@@ -131,8 +139,10 @@ def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, 
     verified with keypoints (SIFT + RANSAC); above, only candidate pairs: Siamese distance <=
     --threshold or among each panel's --neighbours nearest. Pairs are ranked by the calibrated
     combined score. --index INDEX_DIR also compares with every indexed panel.
-    --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw.
-    Panels are compared in all 8 orientations (quarter turns, mirrored); --noturns: as they are.
+    --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw
+    (auto: exact up to --exact_max panels, then FAISS HNSW). Panels are compared in all 8
+    orientations (quarter turns, mirrored); --noturns: as they are. Exit status 0 when the screen
+    completed (skipped inputs are listed), 1 if no input was readable.
     """
     from keras_forensics.screening.screener import NothingToScreen, Screener
 
