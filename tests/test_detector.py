@@ -326,14 +326,17 @@ def test_evaluating_a_run_that_trained_on_upsampling_fakes_keeps_them(rng):
     """The upsampling fakes are made from the real test patches at evaluation time; the run's own
     split of its upsampling source (other group names) must not filter them away."""
     from keras_forensics import datasets
-    from keras_forensics.detection.data import UPSAMPLING_FAKES, Source
+    from keras_forensics.detection.data import UPSAMPLING_FAKES, Source, load_source
 
-    patches = datasets.PatchSet((rng.random((4, 8, 8)) * 255).astype(np.uint8), np.array([0, 0, 1, 1]), ["a", "b"])
-    source = Source(UPSAMPLING_FAKES, fake=patches)
+    patches = datasets.PatchSet((rng.random((4, 64, 64)) * 255).astype(np.uint8), np.array([0, 0, 1, 1]), ["a", "b"])
+    source = load_source(UPSAMPLING_FAKES, "fake", demo_real=patches)
+    assert source.derived and len(source.fake) == 4
     split = {UPSAMPLING_FAKES: {"train": ["x"], "test": ["y"]}, "folder": {"test": ["a"]}}
     assert evaluation._split_filter(source, split, "test") is source
     kept = evaluation._split_filter(Source("folder", fake=patches), split, "test")
     assert len(kept.fake) == 2
+    renamed = Source(UPSAMPLING_FAKES, fake=patches)  # the name alone does not exempt a source
+    assert len(evaluation._split_filter(renamed, split, "test").fake) == 0
 
 
 def test_evaluate_command_reports_every_source_and_condition(trained_detector, tmp_path, rng):

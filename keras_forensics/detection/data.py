@@ -68,7 +68,8 @@ class Source:
 
     `real` and `fake` share group names when they come from the same images (a masked set), so a
     split by group keeps a blot's real and fake patches together. `generator` is set instead for
-    a saved generator.
+    a saved generator. `derived` marks fakes made from patches of other sources that were split
+    already (`upsampling`): their groups are those patches', so a split must not filter them again.
     """
 
     name: str
@@ -76,6 +77,7 @@ class Source:
     fake: datasets.PatchSet | None = None
     generator: "GeneratorSource | None" = None
     num_images: int = 0
+    derived: bool = False
 
     @property
     def group_names(self) -> list[str]:
@@ -93,7 +95,7 @@ class Source:
                 return None
             return patchset.subset([n for n in patchset.names if n in keep])
 
-        return Source(self.name, part(self.real), part(self.fake), self.generator, self.num_images)
+        return Source(self.name, part(self.real), part(self.fake), self.generator, self.num_images, self.derived)
 
 
 def _read_pair(args):
@@ -192,7 +194,7 @@ def load_source(path, label: str, patch_size: int = 64, real_per_masked_image: i
     if label == "fake" and str(path) == UPSAMPLING_FAKES:
         if demo_real is None:
             raise ForensicsError(f"--fake {UPSAMPLING_FAKES} needs real patches to up-sample (--real DIR)")
-        return Source(UPSAMPLING_FAKES, fake=upsampling_fakes(demo_real, seed=seed))
+        return Source(UPSAMPLING_FAKES, fake=upsampling_fakes(demo_real, seed=seed), derived=True)
     path = Path(path)
     if not path.exists():
         raise ForensicsError(f"--{label} {path}: no such file or folder")

@@ -110,12 +110,11 @@ def curve_images(labels, scores) -> dict[str, np.ndarray]:
 
 def _split_filter(source, split: dict | None, part: str):
     """The groups of `source` in split `part` of a training run's split.json; sources the run never
-    saw are kept whole, and so are the `upsampling` fakes, made from real patches already filtered
-    (their groups are the real patches', not the names the run's own upsampling source had)."""
-    from keras_forensics.detection.data import UPSAMPLING_FAKES
-
+    saw are kept whole, and so are generators and derived fakes (`upsampling`, made from real
+    patches already filtered: their groups are the real patches', not the names the run's own
+    upsampling source had)."""
     if (split is None or part == "all" or source.name not in split or source.generator is not None
-            or source.name == UPSAMPLING_FAKES):
+            or source.derived):
         return source
     return source.subset(split[source.name].get(part, []))
 
