@@ -95,7 +95,7 @@ class Source:
                 return None
             return patchset.subset([n for n in patchset.names if n in keep])
 
-        return Source(self.name, part(self.real), part(self.fake), self.generator, self.num_images, self.derived)
+        return dataclasses.replace(self, real=part(self.real), fake=part(self.fake))
 
 
 def _read_pair(args):
