@@ -423,3 +423,103 @@ class Deformer:
         if clutter:
             out = random_clutter(out, split_seed(seed, 1)[0], config, self.text_bank)
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# re-use edits of the copy-detection descriptor (issue 14), on top of the paper's recipe
+
+
+def _per_image_choice(images, seed, apply, levels, make):
+    """For each image where `apply` is true, `make(images, level)` at one of `levels` (drawn
+    uniformly per image); the others pass through. Each level is computed on the images that
+    drew it only, so the work is one pass over the batch whatever the number of levels."""
+    batch = tf.shape(images)[0]
+    choice = tf.random.stateless_uniform([batch], seed, 0, len(levels), tf.int32)
+    for index, level in enumerate(levels):
+        images = on_subset(images, apply & (choice == index), lambda x, level=float(level): make(x, level))
+    return images
+
+
+def resample(images, factor: float):
+    """Down-sample by `factor` (< 1, anti-aliased) and up-sample back to the same size (bilinear)."""
+    size = images.shape[1]
+    small = max(4, int(round(size * factor)))
+    down = tf.image.resize(images, [small, small], method="area" if factor < 1 else "bilinear", antialias=True)
+    return tf.image.resize(down, [size, size], method="bilinear")
+
+
+def gaussian_blur(images, sigma: float):
+    """Separable Gaussian blur of [B, H, W, 1] images (reflect-padded)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel = tf.constant(kernel / kernel.sum(), tf.float32)
+    # SYMMETRIC, not REFLECT: REFLECT rejects an empty batch (an image subset drawn for nothing)
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="SYMMETRIC")
+    out = tf.nn.conv2d(padded, tf.reshape(kernel, [-1, 1, 1, 1]), 1, "VALID")
+    return tf.nn.conv2d(out, tf.reshape(kernel, [1, -1, 1, 1]), 1, "VALID")
+
+
+def scale_bar_masks(batch, size, seed):
+    """Filled horizontal bars near a random corner, 10-40 % of the width long, 2-5 px thick
+    ([B, size, size, 1] in {0, 1}), as the scale bars of micrographs."""
+    seeds = split_seed(seed, 4)
+    length = tf.floor(_uniform(seeds[0], [batch], 0.1, 0.4) * size)
+    thickness = tf.floor(_uniform(seeds[1], [batch], 2.0, 6.0))
+    right = _bernoulli(seeds[2], batch, 0.5)
+    bottom = _bernoulli(seeds[3], batch, 0.7)
+    margin = 0.06 * size
+    x0 = tf.where(right, size - margin - length, margin)
+    y0 = tf.where(bottom, size - margin - thickness, margin)
+    grid = tf.range(size, dtype=tf.float32)
+    x, y = grid[None, None, :], grid[None, :, None]
+    inside = ((x >= x0[:, None, None]) & (x < (x0 + length)[:, None, None])
+              & (y >= y0[:, None, None]) & (y < (y0 + thickness)[:, None, None]))
+    return tf.cast(inside, tf.float32)[..., None]
+
+
+class CopyAugmenter:
+    """Two views of re-used content: the paper's recipe (`Deformer`, with the descriptor's
+    geometry: 8 orientations, crops to ~30 % of the area, JPEG 15-95, gamma, erasing, local
+    contrast, copy-move, text and rectangles), then resolution loss, blur or sharpening, a global
+    intensity change and scale bars (`CopyAugmentConfig`). Batched and seeded like `Deformer`.
+
+    Example:
+        >>> augmenter = CopyAugmenter(DeformationConfig(), CopyAugmentConfig())
+        >>> views = augmenter(patches, seed=tf.constant([1, 2]))  # [B, 256, 256, 1] -> [B, 128, 128, 1]
+    """
+
+    #: the discrete levels per-image choices are drawn from (few, so each is one batched op)
+    DOWNSCALE_LEVELS = 6
+    BLUR_LEVELS = 3
+
+    def __init__(self, deformation: DeformationConfig, augmentation, text_seed: int = 0):
+        self.deformer = Deformer(deformation, text_seed=text_seed)
+        self.config = augmentation
+
+    def __call__(self, images, seed):
+        config = self.config
+        seeds = split_seed(seed, 12)
+        out = self.deformer(images, seeds[0])
+        batch = tf.shape(out)[0]
+        size = out.shape[1]
+        out = _per_image_choice(out, seeds[2], _bernoulli(seeds[1], batch, config.p_downscale),
+                                np.linspace(*config.downscale_range, self.DOWNSCALE_LEVELS), resample)
+        sigmas = np.linspace(*config.blur_sigma_range, self.BLUR_LEVELS)
+        kind = tf.random.stateless_uniform([batch], seeds[3])
+        blur = kind < config.p_blur
+        sharpen = (kind >= config.p_blur) & (kind < config.p_blur + config.p_sharpen)
+        out = _per_image_choice(out, seeds[4], blur, sigmas, gaussian_blur)
+        amount = _uniform(seeds[5], [batch], *config.sharpen_amount_range)
+        out = on_subset(out, sharpen, lambda x, a: x + a[:, None, None, None] * (x - gaussian_blur(x, 1.0)), amount)
+        use_intensity = _bernoulli(seeds[6], batch, config.p_intensity)
+        scale = _uniform(seeds[7], [batch], *config.intensity_scale_range)
+        shift = _uniform(seeds[8], [batch], *config.intensity_shift_range)
+        out = on_subset(out, use_intensity,
+                        lambda x, a, b: x * a[:, None, None, None] + b[:, None, None, None], scale, shift)
+        use_bar = _bernoulli(seeds[9], batch, config.p_scale_bar)
+        out = on_subset(out, use_bar,
+                        lambda x, v, s: paste_masks(x, scale_bar_masks(tf.shape(x)[0], size, s[0]), v),
+                        tf.where(_bernoulli(seeds[10], batch, 0.7), 1.0, 0.0),
+                        tf.random.stateless_uniform([batch, 2], seeds[11], 0, 2**31 - 1, tf.int64))
+        return tf.clip_by_value(out, 0.0, 1.0)

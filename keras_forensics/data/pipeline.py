@@ -115,3 +115,70 @@ def fixed_triplets(patchset: PatchSet, config: DeformationConfig | None = None, 
         for key in TRIPLET_KEYS:
             parts[key].append(batch[key].numpy())
     return {key: np.concatenate(value)[:count] for key, value in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# view pairs for the copy-detection descriptor (InfoNCE over in-batch negatives)
+
+
+def sample_with_siblings(sampler: GroupSampler, batch_size: int, sibling_fraction: float, seed):
+    """`batch_size` distinct patch indices: the first ones uniform without replacement, the last
+    `round(sibling_fraction * batch_size)` each another patch of the same group as one of the first
+    (a hard negative: another crop or channel of the same field), or a random patch when that
+    group has a single patch. Duplicate indices would be false negatives of the loss; a sibling
+    equals its partner's index only when the pair's group has one patch."""
+    seeds = split_seed(seed, 3)
+    siblings = int(round(sibling_fraction * batch_size))
+    first = batch_size - siblings
+    chosen = tf.random.experimental.index_shuffle(tf.range(first, dtype=tf.int64), seeds[0],
+                                                  sampler.num_patches - 1)
+    chosen = tf.cast(chosen, tf.int32)
+    partner = chosen[:siblings]
+    group = tf.gather(sampler.group_of_patch, partner)
+    count = tf.gather(sampler.counts, group)
+    start = tf.gather(sampler.starts, group)
+    offset = partner - start
+    step = tf.random.stateless_uniform([siblings], seeds[1], 1, tf.int32.max, tf.int32) % tf.maximum(count - 1, 1) + 1
+    sibling = start + (offset + step) % count
+    lone = tf.random.stateless_uniform([siblings], seeds[2], 0, sampler.num_patches, tf.int32)
+    sibling = tf.where(count > 1, sibling, lone)
+    return tf.concat([chosen, sibling], axis=0)
+
+
+def view_pair_dataset(patchset: PatchSet, augmenter, batch_size: int = 64, sibling_fraction: float = 0.25,
+                      seed: int = 0, start_step: int = 0, num_steps: int | None = None) -> tf.data.Dataset:
+    """An endless (or `num_steps` long) dataset of {"views": [2 B, crop, crop, 1]}: rows i and
+    B + i are two views of patch i (`augmenter(patches, seed)`, e.g. a `CopyAugmenter`).
+
+    Batch k depends only on (seed, k), so a resumed run continues the same stream.
+    """
+    sampler = GroupSampler(patchset)
+    if sampler.num_patches < batch_size:
+        raise ForensicsError(f"a batch of {batch_size} distinct patches needs at least that many patches "
+                             f"(got {sampler.num_patches}); add images or lower --batch_size")
+
+    def make_batch(step):
+        seeds = split_seed(tf.stack([tf.constant(seed, tf.int64), step]), 2)
+        patches = sampler.gather(sample_with_siblings(sampler, batch_size, sibling_fraction, seeds[0]))
+        # one augmentation call for both views: the recipe is drawn per image
+        return {"views": augmenter(tf.concat([patches, patches], axis=0), seeds[1])}
+
+    steps = tf.data.Dataset.counter(start_step, dtype=tf.int64)
+    if num_steps is not None:
+        steps = steps.take(num_steps)
+    return steps.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def fixed_view_pairs(patchset: PatchSet, augmenter, count: int = 512, seed: int = 0,
+                     batch_size: int = 128, sibling_fraction: float = 0.25) -> np.ndarray:
+    """A fixed set of view pairs as one array [2, count', S, S, 1] (first views, second views),
+    for validation and test; count' = count rounded down to whole batches (at least one)."""
+    batch_size = min(batch_size, count, len(patchset))
+    steps = max(1, count // batch_size)
+    firsts, seconds = [], []
+    for batch in view_pair_dataset(patchset, augmenter, batch_size, sibling_fraction, seed, num_steps=steps):
+        first, second = np.split(batch["views"].numpy(), 2)
+        firsts.append(first)
+        seconds.append(second)
+    return np.stack([np.concatenate(firsts), np.concatenate(seconds)])

@@ -115,7 +115,10 @@ def build_pair_model(embedding: keras.Model, distance: WeightedL1Distance) -> ke
     """image_a, image_b -> {"distance": f, "p_same": sigmoid(1 - f)}; same weights as training."""
     image_a, image_b = _image_input(embedding, "image_a"), _image_input(embedding, "image_b")
     d = distance([embedding(image_a), embedding(image_b)])
-    p_same = layers.Activation("sigmoid", name="p_same", dtype="float32")(1.0 - d)
+    # p_same = sigmoid(sharpness (1 - f)); the paper's distance has sharpness 1, a calibrated
+    # CosineDistance (the copy-detection descriptor) its own.
+    sharpness = float(getattr(distance, "sharpness", 1.0))
+    p_same = layers.Activation("sigmoid", name="p_same", dtype="float32")(sharpness * (1.0 - d))
     d = layers.Identity(name="distance_out", dtype="float32")(d)
     return keras.Model({"image_a": image_a, "image_b": image_b}, {"distance": d, "p_same": p_same},
                        name="siamese_pair")
