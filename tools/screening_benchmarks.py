@@ -165,7 +165,7 @@ def _exact_rows_against(rows: np.ndarray, cols: np.ndarray, threshold: float) ->
     from keras_forensics.screening import pairs as pairs_lib
 
     block_cols = 2048
-    block = pairs_lib._l1_block_fn(pairs_lib._slice_width(len(rows), block_cols, rows.shape[1]))
+    block = pairs_lib._block_fn(pairs_lib._slice_width(len(rows), block_cols, rows.shape[1]))
     rows_t = tf.constant(rows)
     found = 0
     for c0 in range(0, len(cols), block_cols):

@@ -122,11 +122,11 @@ def fixed_triplets(patchset: PatchSet, config: DeformationConfig | None = None, 
 
 
 def sample_with_siblings(sampler: GroupSampler, batch_size: int, sibling_fraction: float, seed):
-    """`batch_size` distinct patch indices: the first ones uniform without replacement, the last
+    """`batch_size` patch indices: the first ones uniform without replacement, the last
     `round(sibling_fraction * batch_size)` each another patch of the same group as one of the first
     (a hard negative: another crop or channel of the same field), or a random patch when that
-    group has a single patch. Duplicate indices would be false negatives of the loss; a sibling
-    equals its partner's index only when the pair's group has one patch."""
+    group has a single patch. A sibling can repeat an index drawn before; the loss treats views of
+    one patch as neither positive nor negative (the batch carries the indices as "ids")."""
     seeds = split_seed(seed, 3)
     siblings = int(round(sibling_fraction * batch_size))
     first = batch_size - siblings
@@ -147,8 +147,9 @@ def sample_with_siblings(sampler: GroupSampler, batch_size: int, sibling_fractio
 
 def view_pair_dataset(patchset: PatchSet, augmenter, batch_size: int = 64, sibling_fraction: float = 0.25,
                       seed: int = 0, start_step: int = 0, num_steps: int | None = None) -> tf.data.Dataset:
-    """An endless (or `num_steps` long) dataset of {"views": [2 B, crop, crop, 1]}: rows i and
-    B + i are two views of patch i (`augmenter(patches, seed)`, e.g. a `CopyAugmenter`).
+    """An endless (or `num_steps` long) dataset of {"views": [2 B, crop, crop, 1], "ids": [2 B]}:
+    rows i and B + i are two views of patch i (`augmenter(patches, seed)`, e.g. a
+    `CopyAugmenter`); "ids" are the patch indices, equal for views of one patch.
 
     Batch k depends only on (seed, k), so a resumed run continues the same stream.
     """
@@ -159,9 +160,11 @@ def view_pair_dataset(patchset: PatchSet, augmenter, batch_size: int = 64, sibli
 
     def make_batch(step):
         seeds = split_seed(tf.stack([tf.constant(seed, tf.int64), step]), 2)
-        patches = sampler.gather(sample_with_siblings(sampler, batch_size, sibling_fraction, seeds[0]))
+        index = sample_with_siblings(sampler, batch_size, sibling_fraction, seeds[0])
+        patches = sampler.gather(index)
         # one augmentation call for both views: the recipe is drawn per image
-        return {"views": augmenter(tf.concat([patches, patches], axis=0), seeds[1])}
+        return {"views": augmenter(tf.concat([patches, patches], axis=0), seeds[1]),
+                "ids": tf.concat([index, index], axis=0)}
 
     steps = tf.data.Dataset.counter(start_step, dtype=tf.int64)
     if num_steps is not None:
@@ -171,14 +174,16 @@ def view_pair_dataset(patchset: PatchSet, augmenter, batch_size: int = 64, sibli
 
 
 def fixed_view_pairs(patchset: PatchSet, augmenter, count: int = 512, seed: int = 0,
-                     batch_size: int = 128, sibling_fraction: float = 0.25) -> np.ndarray:
-    """A fixed set of view pairs as one array [2, count', S, S, 1] (first views, second views),
-    for validation and test; count' = count rounded down to whole batches (at least one)."""
+                     batch_size: int = 128, sibling_fraction: float = 0.25) -> dict[str, np.ndarray]:
+    """A fixed set of view pairs for validation and test: {"views": [2, count', S, S, 1] (first
+    views, second views), "ids": [count'] (patch indices: equal ids show the same patch)};
+    count' = count rounded down to whole batches (at least one)."""
     batch_size = min(batch_size, count, len(patchset))
     steps = max(1, count // batch_size)
-    firsts, seconds = [], []
+    firsts, seconds, ids = [], [], []
     for batch in view_pair_dataset(patchset, augmenter, batch_size, sibling_fraction, seed, num_steps=steps):
         first, second = np.split(batch["views"].numpy(), 2)
         firsts.append(first)
         seconds.append(second)
-    return np.stack([np.concatenate(firsts), np.concatenate(seconds)])
+        ids.append(batch["ids"].numpy()[:batch_size].astype(np.int64))
+    return {"views": np.stack([np.concatenate(firsts), np.concatenate(seconds)]), "ids": np.concatenate(ids)}

@@ -114,8 +114,8 @@ def synthetic_test(model_dir: Path, scorer, data=None, count: int = 2000, seed: 
         raise ForensicsError("the synthetic test needs --data DIR, or a model_dir with config.json and split.json")
     triplets = fixed_triplets(patchset, config.deformation, count, seed=config.seed + seed)
     vectors = {k: scorer.embed(v, batch_size=128) for k, v in triplets.items()}
-    f_same = np.abs(vectors["anchor"] - vectors["same"]).sum(-1)
-    f_diff = np.abs(vectors["anchor"] - vectors["different"]).sum(-1)
+    f_same = scorer.row_distances(vectors["anchor"], vectors["same"])
+    f_diff = scorer.row_distances(vectors["anchor"], vectors["different"])
     labels = np.r_[np.ones(len(f_same), bool), np.zeros(len(f_diff), bool)]
     f = np.r_[f_same, f_diff]
     return {
@@ -167,7 +167,7 @@ def evaluate(model: str, real_cases: str | None = None, data: str | None = None,
         # The network on the panels as they are, and as `screen` compares them (8 orientations).
         for key, label, vectors in (("real_cases", "real cases", oriented[:, 0]),
                                     ("real_cases_turns", "real cases, 8 orientations", oriented)):
-            result[key], same, p_same = real_case_metrics(distance_matrix(vectors), groups)
+            result[key], same, p_same = real_case_metrics(distance_matrix(vectors, scorer.metric), groups)
             result[key]["folder"] = str(real_cases)
             curves[label] = (same, p_same)
     if not curves:

@@ -99,13 +99,25 @@ def _positives(count):
     return (index + half) % count
 
 
-def info_nce(embeddings, temperature: float):
+def _ignored(count, ids=None):
+    """[2B, 2B] bool: pairs that are neither positive nor negative: a row with itself, and rows of
+    the same patch (`ids` equal) other than the row's designated positive."""
+    positives = _positives(count)
+    ignored = ops.eye(count, dtype="bool")
+    if ids is not None:
+        not_positive = ~ops.equal(ops.arange(count)[None, :], positives[:, None])
+        ignored = ignored | (ops.equal(ids[:, None], ids[None, :]) & not_positive)
+    return ignored
+
+
+def info_nce(embeddings, temperature: float, ids=None):
     """InfoNCE over in-batch negatives: rows i and i + B of `embeddings` [2B, D] (unit vectors)
-    are two views of one image, every other row a negative. Returns (loss, accuracy), where
-    accuracy is the share of rows whose nearest other row is their positive."""
+    are two views of one image, every other row a negative, except other views of the same patch
+    (`ids` [2B] equal), which are left out. Returns (loss, accuracy), where accuracy is the share
+    of rows whose nearest other row is their positive."""
     count = ops.shape(embeddings)[0]
     similarity = ops.matmul(embeddings, ops.transpose(embeddings))
-    logits = similarity / temperature - 1e9 * ops.eye(count, dtype=similarity.dtype)
+    logits = ops.where(_ignored(count, ids), -1e9, similarity / temperature)
     positives = _positives(count)
     log_probability = ops.log_softmax(logits, axis=-1)
     loss = -ops.mean(ops.take_along_axis(log_probability, positives[:, None], axis=1))
@@ -113,13 +125,13 @@ def info_nce(embeddings, temperature: float):
     return loss, accuracy
 
 
-def koleo(embeddings, epsilon: float = 1e-8):
+def koleo(embeddings, epsilon: float = 1e-8, ids=None):
     """The Kozachenko-Leonenko entropy estimate's loss, -mean log(distance to the nearest other
-    embedding), the positive view excluded (as SSCD): it spreads the descriptors over the sphere,
-    so that distances mean the same everywhere and a threshold transfers between archives."""
+    embedding), views of the same patch excluded (as SSCD): it spreads the descriptors over the
+    sphere, so that distances mean the same everywhere and a threshold transfers between archives."""
     count = ops.shape(embeddings)[0]
     similarity = ops.matmul(embeddings, ops.transpose(embeddings))
-    excluded = ops.eye(count, dtype="bool") | ops.equal(ops.arange(count)[None, :], _positives(count)[:, None])
+    excluded = _ignored(count, ids) | ops.equal(ops.arange(count)[None, :], _positives(count)[:, None])
     nearest = ops.max(ops.where(excluded, -2.0, similarity), axis=-1)
     distance = ops.sqrt(ops.maximum(2.0 - 2.0 * nearest, 0.0) + epsilon)
     return -ops.mean(ops.log(distance + epsilon))
@@ -127,8 +139,9 @@ def koleo(embeddings, epsilon: float = 1e-8):
 
 @keras.saving.register_keras_serializable(package="keras_forensics")
 class DescriptorTrainer(keras.Model):
-    """Trains a descriptor on batches {"views": [2B, S, S, 1]} (rows i and B + i: two views of one
-    patch) with InfoNCE at `temperature` plus `koleo_weight` x KoLeo.
+    """Trains a descriptor on batches {"views": [2B, S, S, 1], "ids": [2B]} (rows i and B + i: two
+    views of one patch; "ids", optional, the patch of each row) with InfoNCE at `temperature`
+    plus `koleo_weight` x KoLeo.
 
     Args:
         descriptor: the embedding model (unit-length outputs).
@@ -156,10 +169,11 @@ class DescriptorTrainer(keras.Model):
     def call(self, views, training=False):
         return self.descriptor(views, training=training)
 
-    def _objective(self, views, training):
-        embeddings = ops.cast(self.descriptor(views, training=training), "float32")
-        contrastive, accuracy = info_nce(embeddings, self.temperature)
-        entropy = koleo(embeddings)
+    def _objective(self, data, training):
+        embeddings = ops.cast(self.descriptor(data["views"], training=training), "float32")
+        ids = data.get("ids")
+        contrastive, accuracy = info_nce(embeddings, self.temperature, ids)
+        entropy = koleo(embeddings, ids=ids)
         loss = contrastive + self.koleo_weight * entropy
         first, second = ops.split(embeddings, 2, axis=0)
         figures = {"loss": loss, "infonce": contrastive, "koleo": entropy, "accuracy": accuracy,
@@ -174,16 +188,15 @@ class DescriptorTrainer(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
-        views = data["views"]
         with tf.GradientTape() as tape:
-            loss, figures = self._objective(views, training=True)
+            loss, figures = self._objective(data, training=True)
             scaled = self.optimizer.scale_loss(loss)
         variables = self.descriptor.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         return self._report(figures)
 
     def test_step(self, data):
-        return self._report(self._objective(data["views"], training=False)[1])
+        return self._report(self._objective(data, training=False)[1])
 
     def get_config(self):
         return {"descriptor": keras.saving.serialize_keras_object(self.descriptor),

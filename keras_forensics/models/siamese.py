@@ -117,11 +117,24 @@ def build_pair_model(embedding: keras.Model, distance: WeightedL1Distance) -> ke
     d = distance([embedding(image_a), embedding(image_b)])
     # p_same = sigmoid(sharpness (1 - f)); the paper's distance has sharpness 1, a calibrated
     # CosineDistance (the copy-detection descriptor) its own.
-    sharpness = float(getattr(distance, "sharpness", 1.0))
+    sharpness = describe(embedding, distance)["p_same_sharpness"]
     p_same = layers.Activation("sigmoid", name="p_same", dtype="float32")(sharpness * (1.0 - d))
     d = layers.Identity(name="distance_out", dtype="float32")(d)
     return keras.Model({"image_a": image_a, "image_b": image_b}, {"distance": d, "p_same": p_same},
                        name="siamese_pair")
+
+
+def describe(embedding: keras.Model, distance) -> dict:
+    """What the distances of (embedding, distance) mean, for code that compares weighted
+    embeddings without the layers (screening, an index, a SavedModel's assets.extra/siamese.json):
+    the metric between `distance.weight` vectors ("l1" for `WeightedL1Distance`, "squared_l2" for
+    `CosineDistance`), the slope of p_same = sigmoid(s (1 - f)), and whether the embedding is
+    invariant to quarter turns and mirroring (it pools over `DihedralOrbit`)."""
+    from keras_forensics.layers import DihedralOrbit
+
+    return {"metric": getattr(distance, "metric", "l1"),
+            "p_same_sharpness": float(getattr(distance, "sharpness", 1.0)),
+            "orientation_invariant": any(isinstance(layer, DihedralOrbit) for layer in embedding.layers)}
 
 
 def parts_of(triplet_model: keras.Model) -> tuple[keras.Model, WeightedL1Distance]:

@@ -66,7 +66,6 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
     """
     from keras_forensics.data.io import read_image
     from keras_forensics.screening.model import load_scorer
-    from keras_forensics.screening.screener import p_same_of, pair_distance
 
     _warnings_to_stderr()
     pairs_path = Path(pairs)
@@ -98,12 +97,12 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
             except ImageReadError as error:
                 unreadable[name] = str(error)
                 print(f"warning: {error}", file=sys.stderr)
-    vectors = scorer.embed_panels(images, batch_size=batch_size, oriented=turns)
+    vectors = scorer.embed_panels(images, batch_size=batch_size, oriented=turns and not scorer.invariant)
     for row in rows:
         a, b = (row.get("a") or "").strip(), (row.get("b") or "").strip()
         if a in position and b in position:
-            distance = pair_distance(vectors[position[a]], vectors[position[b]])
-            p_same = float(p_same_of(distance))
+            distance = scorer.pair_distance(vectors[position[a]], vectors[position[b]])
+            p_same = float(scorer.p_same(distance))
             row.update(distance=f"{distance:.6f}", p_same=f"{p_same:.6f}", same=str(p_same > 0.5))
         else:
             row.update(distance="", p_same="", same="")

@@ -57,8 +57,8 @@ class ScreeningIndex:
             raise ForensicsError(f"{folder} already holds an index; use `index add` to extend it")
         (folder / "panels").mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT_VERSION, "model": scorer.source, "fingerprint": scorer.fingerprint().tolist(),
-                "dimension": scorer.dimension, "kind": kind, "count": 0}
-        return cls(folder, build_faiss_index(None, kind, dimension=scorer.dimension), [], meta)
+                "dimension": scorer.dimension, "kind": kind, "count": 0, **scorer.describe()}
+        return cls(folder, build_faiss_index(None, kind, dimension=scorer.dimension, metric=scorer.metric), [], meta)
 
     @classmethod
     def open(cls, folder, scorer=None) -> "ScreeningIndex":

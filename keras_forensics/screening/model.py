@@ -44,6 +44,10 @@ NO_MODEL_HELP = (
 
 _VERSION = re.compile(r"^\d+$")
 
+#: Beside an exported Siamese SavedModel: what its distances mean (`SiameseScorer.describe`).
+#: Absent (saved_models/siamese/1): the paper's alpha-weighted L1, p_same = sigmoid(1 - f).
+DESCRIPTION_FILE = "assets.extra/siamese.json"
+
 
 #: The 8 orientations of a square panel (quarter turns of it and of its mirror image), as
 #: (quarter turns, mirrored); the first is the panel as it is.
@@ -68,23 +72,52 @@ class SiameseScorer:
             scorer was loaded from a Keras file (Grad-CAM needs them), else None.
     """
 
-    def __init__(self, weighted_fn, input_size: int, source: str, embedding=None, distance=None):
+    def __init__(self, weighted_fn, input_size: int, source: str, embedding=None, distance=None,
+                 metric: str = "l1", sharpness: float = 1.0, invariant: bool = False):
         self._weighted_fn = weighted_fn
         self.input_size = int(input_size)
         self.source = source
         self.embedding = embedding
         self.distance = distance
+        self.metric = metric
+        self.sharpness = float(sharpness)
+        self.invariant = bool(invariant)
 
     @classmethod
     def from_keras(cls, embedding, distance, source: str = "keras model") -> "SiameseScorer":
-        """A scorer from an embedding model and its `WeightedL1Distance` layer."""
+        """A scorer from an embedding model and its distance layer (`WeightedL1Distance` or
+        `CosineDistance`)."""
         import tensorflow as tf
+
+        from keras_forensics.models.siamese import describe
 
         @tf.function(reduce_retracing=True)
         def weighted(images):
             return distance.weight(embedding(images, training=False))
 
-        return cls(weighted, int(embedding.input_shape[1]), source, embedding, distance)
+        return cls(weighted, int(embedding.input_shape[1]), source, embedding, distance,
+                   **_description_arguments(describe(embedding, distance)))
+
+    def describe(self) -> dict:
+        """What the distances of this scorer mean (written beside an exported model and an index)."""
+        return {"metric": self.metric, "p_same_sharpness": self.sharpness, "orientation_invariant": self.invariant}
+
+    def row_distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The distance f between weighted embeddings row by row ([..., D] and [..., D] -> [...])."""
+        difference = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+        return np.abs(difference).sum(-1) if self.metric == "l1" else (difference * difference).sum(-1)
+
+    def pair_distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        """The distance f of two panels' weighted embeddings: [D] and [D] (as they are), or [T, D]
+        and [T, D] from `embed_panels(oriented=True)`: the smallest over A's orientations against
+        B as it is."""
+        b = np.asarray(b)
+        return float(np.min(self.row_distances(a, b if np.ndim(a) == 1 else b[0])))
+
+    def p_same(self, distance):
+        """sigmoid(s (1 - f)): the probability that two panels are the same (s = 1 for the paper's
+        network, calibrated for the copy-detection descriptor)."""
+        return 1.0 / (1.0 + np.exp(-self.sharpness * (1.0 - np.asarray(distance, np.float64))))
 
     @property
     def has_keras(self) -> bool:
@@ -225,9 +258,20 @@ def _load_saved_model(path: Path) -> SiameseScorer:
     def weighted(images):
         return function(**{input_name: tf.convert_to_tensor(images, tf.float32)})["weighted_embedding"]
 
-    scorer = SiameseScorer(weighted, int(spec.shape[1]), f"SavedModel {path}")
+    described = {}
+    if (path / DESCRIPTION_FILE).is_file():
+        import json
+
+        described = json.loads((path / DESCRIPTION_FILE).read_text())
+    scorer = SiameseScorer(weighted, int(spec.shape[1]), f"SavedModel {path}", **_description_arguments(described))
     scorer._saved_model = loaded  # keep the restored object (and its variables) alive
     return scorer
+
+
+def _description_arguments(described: dict) -> dict:
+    """`SiameseScorer` keyword arguments from a `siamese.describe` dict (defaults: the paper's)."""
+    return {"metric": described.get("metric", "l1"), "sharpness": described.get("p_same_sharpness", 1.0),
+            "invariant": described.get("orientation_invariant", False)}
 
 
 def _load_keras_file(path: Path) -> SiameseScorer:

@@ -1,7 +1,9 @@
 """All pairs of panels within a distance threshold: exact (blockwise TensorFlow) or FAISS.
 
-The inputs are *weighted* embeddings alpha * C(I) (`SiameseScorer.embed_panels`), so the Siamese
-distance f(I, J) = sum_k alpha_k |C_k(I) - C_k(J)| is the plain L1 distance between rows.
+The inputs are *weighted* embeddings (`SiameseScorer.embed_panels`), so the Siamese distance f is
+a plain distance between rows under the scorer's `metric`: L1 for the paper's network (rows are
+alpha * C(I), f = sum_k alpha_k |C_k(I) - C_k(J)|), squared L2 for the copy-detection descriptor
+(rows are unit vectors scaled by `CosineDistance.weight`).
 
 * `exact_pairs`: every pair, computed block by block in TensorFlow (a [rows, cols] block of
   distances at a time, the L1 sum split over slices of the embedding so no [rows, cols, D] tensor
@@ -113,9 +115,30 @@ def _slice_width(rows: int, cols: int, dim: int, budget_bytes: int = 32 << 20) -
     return int(max(1, min(dim, budget_bytes // (4 * rows * cols))))
 
 
+#: The metrics a scorer's weighted embeddings are compared with: "l1" (the paper's alpha-weighted
+#: L1, `WeightedL1Distance`) or "squared_l2" (the copy-detection descriptor, `CosineDistance`).
+METRICS = ("l1", "squared_l2")
+
+
+def _check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ForensicsError(f"unknown metric {metric!r} (use {' or '.join(METRICS)})")
+    return metric
+
+
 @functools.lru_cache(maxsize=None)
-def _l1_block_fn(width: int):
+def _block_fn(width: int, metric: str = "l1"):
     import tensorflow as tf
+
+    if metric == "squared_l2":
+        @tf.function(reduce_retracing=True)
+        def squared_l2_block(rows, cols_t):
+            """[B, D] x [D, C] -> [B, C] squared L2 distances, |a|^2 + |b|^2 - 2 a.b (one matmul)."""
+            dot = tf.matmul(rows, cols_t)
+            norms = tf.reduce_sum(rows * rows, axis=1)[:, None] + tf.reduce_sum(cols_t * cols_t, axis=0)[None, :]
+            return tf.maximum(norms - 2.0 * dot, 0.0)
+
+        return squared_l2_block
 
     @tf.function(reduce_retracing=True)
     def l1_block(rows, cols_t):
@@ -132,15 +155,16 @@ def _l1_block_fn(width: int):
     return l1_block
 
 
-def l1_distances(a: np.ndarray, b: np.ndarray, block_rows: int = 256, block_cols: int = 2048) -> np.ndarray:
-    """The full [len(a), len(b)] L1 distance matrix, blockwise (for small sets, e.g. a heat map)."""
+def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str = "l1", block_rows: int = 256,
+                       block_cols: int = 2048) -> np.ndarray:
+    """The full [len(a), len(b)] distance matrix under `metric`, blockwise (for small sets, e.g. a heat map)."""
     import tensorflow as tf
 
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     out = np.zeros((len(a), len(b)), np.float32)
     if not len(a) or not len(b):
         return out
-    block = _l1_block_fn(_slice_width(block_rows, block_cols, a.shape[1]))
+    block = _block_fn(_slice_width(block_rows, block_cols, a.shape[1]), _check_metric(metric))
     for c0 in range(0, len(b), block_cols):
         cols_t = tf.constant(b[c0:c0 + block_cols].T.copy())
         for r0 in range(0, len(a), block_rows):
@@ -148,28 +172,28 @@ def l1_distances(a: np.ndarray, b: np.ndarray, block_rows: int = 256, block_cols
     return out
 
 
-def distance_matrix(vectors: np.ndarray) -> np.ndarray:
+def distance_matrix(vectors: np.ndarray, metric: str = "l1") -> np.ndarray:
     """[N, N] Siamese distances of [N, D] weighted embeddings, or of [N, T, D] oriented ones
     (`embed_panels(oriented=True)`): the smallest between either panel in any orientation and the
     other as it is, as `search_pairs(turned=...)` measures it."""
     vectors = np.asarray(vectors, np.float32)
     if vectors.ndim == 2:
-        return l1_distances(vectors, vectors)
-    full = np.min([l1_distances(vectors[:, t], vectors[:, 0]) for t in range(vectors.shape[1])], axis=0)
+        return pairwise_distances(vectors, vectors, metric)
+    full = np.min([pairwise_distances(vectors[:, t], vectors[:, 0], metric) for t in range(vectors.shape[1])], axis=0)
     return np.minimum(full, full.T)
 
 
-def all_pairs(vectors: np.ndarray) -> Pairs:
+def all_pairs(vectors: np.ndarray, metric: str = "l1") -> Pairs:
     """Every pair i < j of [N, D] (or oriented [N, T, D]) embeddings with its `distance_matrix` distance."""
     first, second = np.triu_indices(len(vectors), 1)
-    distances = distance_matrix(vectors)[first, second] if len(vectors) > 1 else np.zeros(0, np.float32)
+    distances = distance_matrix(vectors, metric)[first, second] if len(vectors) > 1 else np.zeros(0, np.float32)
     return Pairs(first.astype(np.int64), second.astype(np.int64), np.asarray(distances, np.float32))
 
 
 def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: int = 256,
                 block_cols: int = 2048, progress: bool = False, queries: np.ndarray | None = None,
-                owners: np.ndarray | None = None) -> Pairs:
-    """Every pair with L1 distance <= threshold, plus each row's `k` nearest others; exact.
+                owners: np.ndarray | None = None, metric: str = "l1") -> Pairs:
+    """Every pair with distance (under `metric`) <= threshold, plus each row's `k` nearest others; exact.
 
     Blocks of `block_rows` x `block_cols` distances are computed in TensorFlow; only the blocks
     on or above the diagonal are needed when k = 0. The selection inside a block (threshold,
@@ -189,7 +213,7 @@ def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: i
     count = len(vectors)
     if count < 2 or not len(queries):
         return Pairs.empty()
-    block = _l1_block_fn(_slice_width(block_rows, block_cols, vectors.shape[1]))
+    block = _block_fn(_slice_width(block_rows, block_cols, vectors.shape[1]), _check_metric(metric))
     select = _select_fn()
     threshold_t = tf.constant(float(threshold), tf.float32)
     symmetric_t = tf.constant(symmetric)
@@ -252,14 +276,16 @@ def _select_fn():
 
 
 def build_faiss_index(vectors: np.ndarray | None, kind: str = "hnsw", dimension: int | None = None,
-                      hnsw_m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION):
-    """An IndexFlat or IndexHNSWFlat with METRIC_L1 holding `vectors` (may be None: empty index)."""
+                      hnsw_m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION, metric: str = "l1"):
+    """An IndexFlat or IndexHNSWFlat holding `vectors` (may be None: empty index), with METRIC_L1
+    or METRIC_L2 (which FAISS reports as squared distances, as "squared_l2" means)."""
     faiss = faiss_module()
     dimension = dimension or np.asarray(vectors).shape[1]
+    faiss_metric = {"l1": faiss.METRIC_L1, "squared_l2": faiss.METRIC_L2}[_check_metric(metric)]
     if kind == "flat":
-        index = faiss.IndexFlat(dimension, faiss.METRIC_L1)
+        index = faiss.IndexFlat(dimension, faiss_metric)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_L1)
+        index = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss_metric)
         index.hnsw.efConstruction = ef_construction
     else:
         raise ForensicsError(f"unknown FAISS index kind {kind!r} (use 'flat' or 'hnsw')")
@@ -306,7 +332,8 @@ def query_index(index, queries: np.ndarray, threshold: float, k: int = 0,
 
 def faiss_pairs(vectors: np.ndarray, threshold: float, kind: str = "hnsw", k: int = 0,
                 max_neighbours: int = MAX_NEIGHBOURS, hnsw_m: int = HNSW_M,
-                ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int = HNSW_EF_SEARCH) -> Pairs:
+                ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int = HNSW_EF_SEARCH,
+                metric: str = "l1") -> Pairs:
     """All pairs within `threshold` (plus each row's `k` nearest) with a FAISS index of the rows.
 
     A pair is kept when either side finds the other, which raises HNSW's recall.
@@ -314,7 +341,7 @@ def faiss_pairs(vectors: np.ndarray, threshold: float, kind: str = "hnsw", k: in
     vectors = np.ascontiguousarray(vectors, np.float32)
     if len(vectors) < 2:
         return Pairs.empty()
-    index = build_faiss_index(vectors, kind, hnsw_m=hnsw_m, ef_construction=ef_construction)
+    index = build_faiss_index(vectors, kind, hnsw_m=hnsw_m, ef_construction=ef_construction, metric=metric)
     # The query itself is among its own neighbours: ask for one more.
     rows, ids, distances = query_index(index, vectors, threshold, k + 1 if k else 0, max_neighbours + 1,
                                        ef_search)
@@ -324,7 +351,7 @@ def faiss_pairs(vectors: np.ndarray, threshold: float, kind: str = "hnsw", k: in
 
 def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k: int = 0,
                  exact_max: int = EXACT_MAX, progress: bool = False,
-                 turned: np.ndarray | None = None) -> tuple[Pairs, str]:
+                 turned: np.ndarray | None = None, metric: str = "l1") -> tuple[Pairs, str]:
     """Pairs within the threshold (plus k nearest) and the method used.
 
     method: "exact" (blockwise TF), "flat" / "hnsw" (FAISS) or "auto" (exact up to `exact_max`
@@ -347,19 +374,20 @@ def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k:
     if method not in ("exact", "flat", "hnsw"):
         raise ForensicsError(f"unknown search method {method!r} (use auto, exact, flat or hnsw)")
     if method == "exact":
-        pairs = exact_pairs(vectors, threshold, k=k, progress=progress)
+        pairs = exact_pairs(vectors, threshold, k=k, progress=progress, metric=metric)
     else:
-        pairs = faiss_pairs(vectors, threshold, kind=method, k=k)
+        pairs = faiss_pairs(vectors, threshold, kind=method, k=k, metric=metric)
     if turned is None or count < 2 or not np.asarray(turned).shape[1]:
         return pairs, method
     turned = np.asarray(turned, np.float32)
     queries = turned.transpose(1, 0, 2).reshape(-1, turned.shape[2])  # orientation-major
     owners = np.tile(np.arange(count), turned.shape[1])
     if method == "exact":
-        cross = exact_pairs(vectors, threshold, k=k, progress=progress, queries=queries, owners=owners)
+        cross = exact_pairs(vectors, threshold, k=k, progress=progress, queries=queries, owners=owners,
+                            metric=metric)
         rows, cols, distances = cross.first, cross.second, cross.distance
     else:
-        index = build_faiss_index(vectors, method)
+        index = build_faiss_index(vectors, method, metric=metric)
         rows, cols, distances = query_index(index, queries, threshold, k + 1 if k else 0, MAX_NEIGHBOURS + 1)
         rows = owners[rows]
     return Pairs.from_directed(np.r_[pairs.first, rows], np.r_[pairs.second, cols],

@@ -7,7 +7,8 @@ pairs.csv (one row per candidate pair, best first; the column names are a contra
 
 * a, b: the panel crops, relative to REPORT_DIR (panels/<key>.png); for identical PDF files,
   the files themselves.
-* distance: the Siamese distance f; p_same = sigmoid(1 - distance).
+* distance: the Siamese distance f; p_same = sigmoid(s (1 - distance)), s = 1 for the paper's network
+  and calibrated for the copy-detection descriptor.
 * inliers: keypoint inliers of the verifier (empty when not verified); transform: the estimated
   similarity from a to b (rotation, scale, shift, mirror).
 * combined: the calibrated combined score (see `scoring`), the ranking key.
@@ -135,8 +136,8 @@ def _figure(image, caption: str, css_class: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def heatmap_data_uri(vectors: np.ndarray, labels: list[str]) -> str:
-    """The matrix of pairwise p_same = sigmoid(1 - f) as a PNG data URI (matplotlib)."""
+def heatmap_data_uri(vectors: np.ndarray, labels: list[str], metric: str = "l1", sharpness: float = 1.0) -> str:
+    """The matrix of pairwise p_same = sigmoid(s (1 - f)) as a PNG data URI (matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,7 +145,7 @@ def heatmap_data_uri(vectors: np.ndarray, labels: list[str]) -> str:
 
     from keras_forensics.screening.pairs import distance_matrix
 
-    p_same = 1.0 / (1.0 + np.exp(-(1.0 - distance_matrix(vectors))))
+    p_same = 1.0 / (1.0 + np.exp(-sharpness * (1.0 - distance_matrix(vectors, metric))))
     count = len(labels)
     size = min(10.0, 3.0 + 0.12 * count)
     figure, axes = plt.subplots(figsize=(size + 1.2, size), dpi=100)
@@ -303,7 +304,8 @@ def _heatmap_html(result, suspects) -> str:
         indices = sorted(chosen[:HEATMAP_MAX_PANELS])
         note = (f" ({len(indices)} of {len(result.panels)} panels: those of the top candidate pairs)")
     labels = [f"{i + 1}" for i in indices]
-    uri = heatmap_data_uri(np.asarray(vectors)[indices], labels)
+    uri = heatmap_data_uri(np.asarray(vectors)[indices], labels, getattr(result, "metric", "l1"),
+                           getattr(result, "sharpness", 1.0))
     legend = "".join(f"<li>{i + 1}: {html.escape(result.panels[i].label)}</li>" for i in indices)
     return (f"<h2>All pairs: Siamese p_same{html.escape(note)}</h2>"
             f'<img class="heatmap" src="{uri}" alt="heat map of pairwise p_same">'

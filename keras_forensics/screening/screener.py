@@ -38,21 +38,6 @@ from keras_forensics.screening.scoring import CombinedScore
 logger = logging.getLogger(__name__)
 
 
-def pair_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """The Siamese distance of two panels' weighted embeddings: [D] and [D] (as they are), or
-    [T, D] and [T, D] from `embed_panels(oriented=True)`: the smallest over A's orientations
-    against B as it is."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.ndim == 1:
-        return float(np.abs(a - b).sum())
-    return float(np.abs(a - b[0]).sum(-1).min())
-
-
-def p_same_of(distance):
-    """sigmoid(1 - f): the paper's probability that two panels are the same."""
-    return 1.0 / (1.0 + np.exp(-(1.0 - np.asarray(distance, np.float64))))
-
-
 @dataclasses.dataclass
 class PairRecord:
     """One suspected pair. `a` / `b` are Panels (their file, page, box, pixels).
@@ -110,6 +95,7 @@ class ScreenResult(list):
         self.index = index
         self.vectors = None  # weighted embeddings of `panels` ([N, D] or oriented [N, 8, D]), for the heat map
         self.turns = False  # whether panels were compared in 8 orientations
+        self.metric, self.sharpness = "l1", 1.0  # how `vectors` are compared (the scorer's)
 
 
 class Screener:
@@ -167,6 +153,13 @@ class Screener:
         return cls(load_scorer(model), CombinedScore.load(calibration), **options)
 
     @property
+    def oriented(self) -> bool:
+        """Whether panels are compared in 8 orientations: `turns`, unless the model's embedding is
+        invariant to them already (the copy-detection descriptor), where the search would only
+        cost 8x for the same distances."""
+        return self.turns and not self.scorer.invariant
+
+    @property
     def verifier(self):
         if self._verifier is None:
             from keras_forensics.screening.verify import Verifier
@@ -180,13 +173,14 @@ class Screener:
         """{distance, p_same, same} of two panels (paths or [H, W] float arrays), Siamese only
         (with `turns`, the smallest distance between A in any orientation and B)."""
         images = [_as_image(x) for x in (a, b)]
-        vectors = self.scorer.embed_panels(images, progress=False, oriented=self.turns)
-        distance = pair_distance(vectors[0], vectors[1])
-        p_same = float(p_same_of(distance))
+        vectors = self.scorer.embed_panels(images, progress=False, oriented=self.oriented)
+        distance = self.scorer.pair_distance(vectors[0], vectors[1])
+        p_same = float(self.scorer.p_same(distance))
         return {"distance": distance, "p_same": p_same, "same": p_same > 0.5}
 
     def embed(self, images) -> np.ndarray:
-        """Weighted embeddings [N, D] of panels (paths or arrays); L1 between rows is f."""
+        """Weighted embeddings [N, D] of panels (paths or arrays); the distance between rows under
+        the scorer's metric (L1, or squared L2 for the copy-detection descriptor) is f."""
         return self.scorer.embed_panels([_as_image(x) for x in images], progress=self.progress)
 
     def screen(self, inputs, out: str | os.PathLike | None = None, index: str | os.PathLike | None = None,
@@ -222,14 +216,16 @@ class Screener:
             from keras_forensics.screening.index import ScreeningIndex
 
             opened_index = ScreeningIndex.open(index, scorer=self.scorer)
-        oriented = self.scorer.embed_panels([p.image for p in panels], progress=self.progress, oriented=self.turns)
-        vectors = oriented[:, 0] if self.turns else oriented
+        turns = self.oriented
+        metric = self.scorer.metric
+        oriented = self.scorer.embed_panels([p.image for p in panels], progress=self.progress, oriented=turns)
+        vectors = oriented[:, 0] if turns else oriented
         if method == "auto" and self.verify and verifies_every_pair(len(panels), self.verify_all_max):
-            candidates, used = all_pairs(oriented), "all pairs"
+            candidates, used = all_pairs(oriented, metric), "all pairs"
         else:
             candidates, used = search_pairs(vectors, self.threshold, method=method, k=self.neighbours,
                                             exact_max=self.exact_max, progress=self.progress,
-                                            turned=oriented[:, 1:] if self.turns else None)
+                                            turned=oriented[:, 1:] if turns else None, metric=metric)
         pairs = [(panels[i], panels[j], float(d)) for i, j, d in
                  zip(candidates.first, candidates.second, candidates.distance)]
         if opened_index is not None and len(panels):
@@ -246,7 +242,8 @@ class Screener:
         result = ScreenResult(records, panels, collection.problems, used, inputs, self.scorer.source,
                               self.threshold, self.combiner, str(index) if index is not None else None)
         result.vectors = oriented
-        result.turns = self.turns
+        result.turns = turns
+        result.metric, result.sharpness = metric, self.scorer.sharpness
         if out is not None:
             from keras_forensics.screening import report
 
@@ -267,7 +264,7 @@ class Screener:
                 verification = self.verifier.verify(a.image, b.image, _cache_key(a), _cache_key(b))
                 inliers, coverage = verification.inliers, verification.coverage
             combined = float(self.combiner(distance, inliers, coverage))
-            records.append(PairRecord(a, b, distance, float(p_same_of(distance)), combined,
+            records.append(PairRecord(a, b, distance, float(self.scorer.p_same(distance)), combined,
                                       panels_lib.relation(a, b), inliers if self.verify else None,
                                       verification))
         return records
@@ -275,7 +272,7 @@ class Screener:
     def _identical_record(self, number: int, item) -> PairRecord:
         """Byte-identical files: distance 0 by definition; no network, no verifier."""
         a, b = _file_panel(item.original, f"identical{number}a"), _file_panel(item.copy, f"identical{number}b")
-        return PairRecord(a, b, 0.0, float(p_same_of(0.0)), 1.0,
+        return PairRecord(a, b, 0.0, float(self.scorer.p_same(0.0)), 1.0,
                           "identical-file", None, None, note=f"identical file (sha256 {item.sha256[:12]})")
 
 

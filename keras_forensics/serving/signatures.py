@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import re
 import shutil
@@ -83,6 +84,10 @@ class ServingModule(tf.Module):
     """Base class: a tf.Module with named endpoints (subclasses fill `self._endpoints`)."""
 
     kind = ""
+
+    def extra_assets(self) -> dict:
+        """Files (name -> text or bytes) the export writes into assets.extra/ beside the warm-up."""
+        return {}
 
     def __init__(self, name: str):
         super().__init__(name=name)
@@ -238,7 +243,17 @@ class SiameseServing(ServingModule):
         a = self.embedding(image_a, training=False)
         b = self.embedding(image_b, training=False)
         distance = self.distance([a, b])
-        return {"distance": distance, "p_same": tf.sigmoid(1.0 - distance)}
+        return {"distance": distance, "p_same": tf.sigmoid(self.description["p_same_sharpness"] * (1.0 - distance))}
+
+    @property
+    def description(self) -> dict:
+        from keras_forensics.models.siamese import describe
+
+        return describe(self.embedding, self.distance)
+
+    def extra_assets(self) -> dict:
+        """assets.extra/siamese.json: what the distances mean (read back by `load_scorer`)."""
+        return {"siamese.json": json.dumps(self.description, indent=2) + "\n"}
 
     def _embed(self, images):
         embedding = self.embedding(images, training=False)
@@ -621,7 +636,7 @@ def export(kind: str, model_dir, export_base="saved_models", version: int | None
     try:
         tf.saved_model.save(module, str(temporary), signatures=module.concrete_signatures())
         write_warmup_requests(temporary, name, {n: e.example for n, e in module.endpoints.items()})
-        for file_name, content in (extra_assets or {}).items():
+        for file_name, content in {**module.extra_assets(), **(extra_assets or {})}.items():
             data = content.encode() if isinstance(content, str) else bytes(content)
             (temporary / "assets.extra" / Path(file_name).name).write_bytes(data)
         differences = check_saved_model(temporary, module)
