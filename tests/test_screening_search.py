@@ -54,9 +54,40 @@ def test_faiss_and_exact_screening_agree_on_a_random_set():
     hnsw = faiss_pairs(vectors, 1.0, kind="hnsw")
     assert hnsw.as_set() <= exact.as_set()
     assert len(hnsw.as_set() & exact.as_set()) / len(exact) >= 0.99
-    # auto: exact at or below exact_max, HNSW above.
+    # auto: exact at or below exact_max, FAISS flat up to FLAT_MAX, HNSW above.
     assert search_pairs(vectors, 1.0, exact_max=len(vectors))[1] == "exact"
-    assert search_pairs(vectors, 1.0, exact_max=100)[1] == "hnsw"
+    assert search_pairs(vectors, 1.0, exact_max=100)[1] == "flat"
+
+
+def test_auto_search_takes_hnsw_above_flat_max(monkeypatch):
+    from keras_forensics.screening import pairs
+
+    monkeypatch.setattr(pairs, "FLAT_MAX", 200)
+    assert pairs.search_pairs(_clustered(300, 16), 1.0, exact_max=100)[1] == "hnsw"
+
+
+@pytest.mark.parametrize("metric", ["l1", "squared_l2"])
+@pytest.mark.parametrize("method", ["exact", "flat", "hnsw"])
+def test_shortlist_is_each_panels_k_nearest_and_nothing_else(method, metric):
+    """threshold -inf: no pair is admitted by distance; every panel brings exactly its K nearest."""
+    from keras_forensics.screening.pairs import distance_matrix, search_pairs
+
+    vectors = _clustered(400, 16)
+    k = 5
+    found, used = search_pairs(vectors, -np.inf, method=method, k=k, metric=metric)
+    assert used == method
+    distances = distance_matrix(vectors, metric)
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1)[:, :k]
+    expected = {(min(i, j), max(i, j)) for i in range(len(vectors)) for j in nearest[i]}
+    pairs = found.as_set()
+    assert len(pairs) <= len(vectors) * k
+    if method == "hnsw":
+        assert len(pairs & expected) / len(expected) >= 0.97 and len(pairs - expected) <= 0.03 * len(pairs)
+    else:
+        assert pairs == expected
+    exact = distances[found.first, found.second]
+    np.testing.assert_allclose(found.distance, exact, rtol=1e-3, atol=1e-3)
 
 
 def test_missing_faiss_gives_a_clear_error_and_exact_still_works(monkeypatch):

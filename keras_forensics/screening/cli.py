@@ -126,8 +126,8 @@ def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = 
     print(json.dumps(result))
 
 
-def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, model: str | None = None,
-           calibration: str | None = None, neighbours: int = 2, split: str = "pdf", min_panel_size: int = 64,
+def screen(*inputs, out: str, threshold: float | None = None, index: str | None = None, model: str | None = None,
+           calibration: str | None = None, neighbours: int = 10, split: str = "pdf", min_panel_size: int = 64,
            method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
            turns: bool = True) -> str:
     """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
@@ -135,11 +135,12 @@ def screen(*inputs, out: str, threshold: float = 1.0, index: str | None = None, 
     REPORT_DIR gets pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined,
     relation, a_file, a_page, a_box, b_file, b_page, b_box, note), panels/ (the crops) and
     report.html. Up to --verify_all_max pairs (default 20,000: about 200 panels), every pair is
-    verified with keypoints (SIFT + RANSAC); above, only candidate pairs: Siamese distance <=
-    --threshold or among each panel's --neighbours nearest. Pairs are ranked by the calibrated
-    combined score. --index INDEX_DIR also compares with every indexed panel.
+    verified with keypoints (SIFT + RANSAC); above, only the shortlist: each panel's --neighbours
+    (default 10) nearest panels, plus pairs within --threshold when one is given (off by
+    default). Pairs are ranked by the calibrated combined score. --index INDEX_DIR also compares
+    each panel with its --neighbours nearest indexed panels.
     --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw
-    (auto: exact up to --exact_max panels, then FAISS HNSW). Panels are compared in all 8
+    (auto: exact up to --exact_max panels, FAISS flat up to 100,000, then FAISS HNSW). Panels are compared in all 8
     orientations (quarter turns, mirrored); --noturns: as they are. Exit status 0 when the screen
     completed (skipped inputs are listed), 1 if no input was readable.
     """

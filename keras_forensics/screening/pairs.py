@@ -34,8 +34,10 @@ from keras_forensics.errors import ForensicsError
 
 logger = logging.getLogger(__name__)
 
-#: Up to this many panels, screening compares all pairs exactly.
+#: Up to this many panels, screening compares all pairs exactly (blockwise TensorFlow); up to
+#: FLAT_MAX, FAISS's exact flat index; above, HNSW.
 EXACT_MAX = 5000
+FLAT_MAX = 100_000
 
 #: Up to this many pairs, screening verifies every pair with keypoints (a manuscript: up to about
 #: 200 panels, ~1 min at ~3 ms per pair on 2 cores); above, the Siamese search picks candidates.
@@ -314,12 +316,13 @@ def query_index(index, queries: np.ndarray, threshold: float, k: int = 0,
         ids.append(found_i[keep])
         distances.append(found_d[keep])
     else:
-        # Range search keeps distances strictly below the radius; nudge it to include equality.
-        limits, found_d, found_i = index.range_search(queries, float(np.nextafter(np.float32(threshold),
-                                                                                   np.float32(np.inf))))
-        rows.append(np.repeat(np.arange(len(queries)), np.diff(limits).astype(np.int64)))
-        ids.append(found_i)
-        distances.append(found_d)
+        if threshold >= 0:  # -inf: the k nearest only (the shortlist)
+            # Range search keeps distances strictly below the radius; nudge it to include equality.
+            limits, found_d, found_i = index.range_search(queries, float(np.nextafter(np.float32(threshold),
+                                                                                       np.float32(np.inf))))
+            rows.append(np.repeat(np.arange(len(queries)), np.diff(limits).astype(np.int64)))
+            ids.append(found_i)
+            distances.append(found_d)
         if k:
             top_d, top_i = index.search(queries, int(min(k, index.ntotal)))
             keep = top_i >= 0
@@ -355,7 +358,8 @@ def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k:
     """Pairs within the threshold (plus k nearest) and the method used.
 
     method: "exact" (blockwise TF), "flat" / "hnsw" (FAISS) or "auto" (exact up to `exact_max`
-    panels, HNSW above; exact with a warning when FAISS is missing).
+    panels, FAISS flat up to FLAT_MAX, HNSW above; exact with a warning when FAISS is missing).
+    threshold: -inf admits no pair by distance alone (only the k nearest).
 
     `turned` [N, T, D]: other orientations of each row (`SiameseScorer.embed_panels(oriented=True)`).
     A pair's distance is then the smallest between either panel as it is and the other in any
@@ -366,7 +370,7 @@ def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k:
         if count <= exact_max:
             method = "exact"
         elif faiss_available():
-            method = "hnsw"
+            method = "flat" if count <= FLAT_MAX else "hnsw"
         else:
             logger.warning("%d panels and no FAISS: comparing all pairs exactly, which is slow (%s)",
                            count, FAISS_HELP)

@@ -186,7 +186,9 @@ def _candidates_text(result) -> str:
     """How the verified pairs were chosen, for the report's header."""
     turned = " (smallest over 8 orientations)" if getattr(result, "turns", False) else ""
     index = f"; index {html.escape(result.index)}" if result.index else ""
-    search = f"Siamese distance{turned} &le; {result.threshold:g} or nearest neighbours"
+    search = f"each panel's {getattr(result, 'neighbours', 0)} nearest by Siamese distance{turned}"
+    if result.threshold is not None:
+        search += f", and every pair within distance {result.threshold:g}"
     if result.method == "all pairs":
         text = "candidate pairs: all pairs within the input"
         return text + (f"; from the index, {search}{index}" if result.index else "")

@@ -10,11 +10,11 @@ Example:
 
 Two stages (Cicconet et al. retrieve; a keypoint verifier confirms):
 1. every panel is embedded once (weighted embeddings, batched, with a progress bar). Up to
-   `verify_all_max` pairs (a manuscript), every pair is a candidate. Above, pairs within
-   `threshold` of the Siamese distance f -- plus each panel's `neighbours` nearest panels, a
-   generous candidate set -- come from an exact blockwise comparison (up to `exact_max` panels) or
-   FAISS HNSW (above). An index of earlier papers (`index=`) adds its panels within the threshold
-   or among the nearest;
+   `verify_all_max` pairs (a manuscript), every pair is a candidate. Above, the shortlist: each
+   panel's `neighbours` (K, default 10) nearest panels, from an exact blockwise comparison (up to
+   `exact_max` panels), FAISS flat (exact, up to `pairs.FLAT_MAX`) or FAISS HNSW (above); pairs
+   within an optional `threshold` are added. An index of earlier papers (`index=`) adds each
+   panel's K nearest indexed panels;
 2. each candidate is verified with SIFT + RANSAC (`verify.Verifier`), and the calibrated
    `scoring.CombinedScore` of p_same and inliers ranks the pairs.
 Byte-identical files are reported first, with distance 0, before any network runs.
@@ -96,6 +96,7 @@ class ScreenResult(list):
         self.vectors = None  # weighted embeddings of `panels` ([N, D] or oriented [N, 8, D]), for the heat map
         self.turns = False  # whether panels were compared in 8 orientations
         self.metric, self.sharpness = "l1", 1.0  # how `vectors` are compared (the scorer's)
+        self.neighbours = 0  # the shortlist's K
 
 
 class Screener:
@@ -104,9 +105,14 @@ class Screener:
     Args:
         scorer: a `model.SiameseScorer`.
         combiner: the calibrated `CombinedScore` (default: the shipped calibration).
-        threshold: Siamese distance up to which a pair is a candidate (f <= 1 is the paper's "same").
-        neighbours: each panel's nearest panels that are candidates whatever their distance.
-        exact_max: above this many panels, FAISS HNSW replaces the exact comparison.
+        neighbours: the shortlist: each panel's `neighbours` nearest panels (K) are its
+            candidates, whatever their distance, so the verifier's work grows linearly with the
+            archive.
+        threshold: optionally, also every pair within this Siamese distance (f <= 1 is the paper's
+            "same"); None (the default): the distance alone admits no pair, since a threshold
+            that admits the re-uses of a weak descriptor admits a share of all pairs.
+        exact_max: above this many panels, FAISS (flat up to `pairs.FLAT_MAX`, HNSW above)
+            replaces the exact blockwise comparison.
         verify_all_max: up to this many pairs (and with `verify`), every pair is verified, not
             only the Siamese candidates: the verifier is far more accurate than the network on
             real re-uses, and cheap enough for a manuscript. 0: always retrieve first.
@@ -119,20 +125,20 @@ class Screener:
         progress: progress bars on stderr.
     """
 
-    def __init__(self, scorer, combiner: CombinedScore | None = None, threshold: float = 1.0,
-                 neighbours: int = 2, exact_max: int | None = None, verify_all_max: int | None = None,
+    def __init__(self, scorer, combiner: CombinedScore | None = None, threshold: float | None = None,
+                 neighbours: int = 10, exact_max: int | None = None, verify_all_max: int | None = None,
                  split: str = "pdf",
                  min_panel_size: int = panels_lib.MIN_PANEL_SIZE, verify: bool = True, turns: bool = True,
                  progress: bool = True):
         from keras_forensics.screening.pairs import EXACT_MAX, VERIFY_ALL_MAX
 
-        if threshold < 0 or not math.isfinite(threshold):
+        if threshold is not None and (threshold < 0 or not math.isfinite(threshold)):
             raise ForensicsError(f"--threshold must be a non-negative number, got {threshold}")
         if neighbours < 0:
             raise ForensicsError(f"--neighbours must be >= 0, got {neighbours}")
         self.scorer = scorer
         self.combiner = combiner or CombinedScore.load()
-        self.threshold = float(threshold)
+        self.threshold = None if threshold is None else float(threshold)
         self.neighbours = int(neighbours)
         self.exact_max = EXACT_MAX if exact_max is None else int(exact_max)
         self.verify_all_max = VERIFY_ALL_MAX if verify_all_max is None else int(verify_all_max)
@@ -151,6 +157,11 @@ class Screener:
         from keras_forensics.screening.model import load_scorer
 
         return cls(load_scorer(model), CombinedScore.load(calibration), **options)
+
+    @property
+    def _admitting(self) -> float:
+        """The distance up to which the search admits every pair (-inf: only the shortlist)."""
+        return -math.inf if self.threshold is None else self.threshold
 
     @property
     def oriented(self) -> bool:
@@ -223,13 +234,13 @@ class Screener:
         if method == "auto" and self.verify and verifies_every_pair(len(panels), self.verify_all_max):
             candidates, used = all_pairs(oriented, metric), "all pairs"
         else:
-            candidates, used = search_pairs(vectors, self.threshold, method=method, k=self.neighbours,
+            candidates, used = search_pairs(vectors, self._admitting, method=method, k=self.neighbours,
                                             exact_max=self.exact_max, progress=self.progress,
                                             turned=oriented[:, 1:] if turns else None, metric=metric)
         pairs = [(panels[i], panels[j], float(d)) for i, j, d in
                  zip(candidates.first, candidates.second, candidates.distance)]
         if opened_index is not None and len(panels):
-            rows, entries, distances = opened_index.query(oriented, self.threshold, self.neighbours)
+            rows, entries, distances = opened_index.query(oriented, self._admitting, self.neighbours)
             for row, entry, distance in zip(rows, entries, distances):
                 indexed = opened_index.panel(int(entry))
                 if indexed.sha256 == panels[row].sha256:
@@ -244,6 +255,7 @@ class Screener:
         result.vectors = oriented
         result.turns = turns
         result.metric, result.sharpness = metric, self.scorer.sharpness
+        result.neighbours = self.neighbours
         if out is not None:
             from keras_forensics.screening import report
 
