@@ -32,6 +32,50 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"  # the pair model, input of tools/export.py siamese
 BEST_FILE = "checkpoints/best.keras"  # the best DescriptorTrainer by validation InfoNCE
 MONITOR = "val_infonce"
+#: training batches whose batch-norm statistics are averaged before each validation and export
+PRECISE_BN_BATCHES = 16
+
+
+def recompute_batch_norm(model: keras.Model, batches) -> None:
+    """Set every batch-norm layer's moving statistics to the plain average over `batches` of its
+    batch statistics under the current weights ("precise BN", Wu & Johnson 2021).
+
+    The moving averages lag the weights: measured on the shipped run at step 200, inference
+    outputs shrank block after block (final std 0.03 against 0.57 in training mode) until every
+    panel had the same embedding. Averaging fresh statistics makes inference see what training
+    saw. A forward pass in training mode with momentum k / (k + 1) at batch k is that average.
+    """
+    norms = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    saved = [layer.momentum for layer in norms]
+    try:
+        for count, batch in enumerate(batches):
+            for layer in norms:
+                layer.momentum = count / (count + 1.0)
+            model(batch["views"], training=True)
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Before every validation (and so before the best checkpoint is chosen), `recompute_batch_norm`
+    on `PRECISE_BN_BATCHES` training batches."""
+
+    def __init__(self, dataset: tf.data.Dataset, batches: int = PRECISE_BN_BATCHES):
+        super().__init__()
+        self.dataset = dataset.take(batches)
+
+    def on_test_begin(self, logs=None):
+        recompute_batch_norm(self.model.descriptor, self.dataset)
 
 
 def pairs_dataset(pairs: dict, batch_size: int) -> tf.data.Dataset:
@@ -141,7 +185,11 @@ def train(config: DescriptorTrainConfig, model_dir=None) -> Path:
     callbacks = common.standard_callbacks(model_dir, epochs, steps_per_epoch, monitor=MONITOR, mode="min",
                                           patience=config.patience, best_path=model_dir / BEST_FILE)
     wall_time = common.WallTime(model_dir)
-    callbacks.append(wall_time)
+    # its own stream (seed + 3): the statistics come from training patches, never from the
+    # validation views they are about to be measured on
+    statistics = view_pair_dataset(splits["train"], augmenter, config.batch_size, config.sibling_fraction,
+                                   seed=config.seed + 3)
+    callbacks = [PreciseBatchNorm(statistics), *callbacks, wall_time]
     if start_epoch < epochs:
         if start_epoch:
             print(f"resuming {model_dir} at step {start_epoch * steps_per_epoch}", flush=True)
@@ -149,8 +197,10 @@ def train(config: DescriptorTrainConfig, model_dir=None) -> Path:
         trainer.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
                     validation_data=pairs_dataset(validation, validation_batch), callbacks=callbacks, verbose=2)
     best = model_dir / BEST_FILE
-    if best.exists():
+    if best.exists():  # saved after its interval's statistics were recomputed
         trainer.load_weights(best)
+    else:
+        recompute_batch_norm(trainer.descriptor, statistics.take(PRECISE_BN_BATCHES))
     embedding, distance = export_parts(config, trainer, validation)
     siamese.build_pair_model(embedding, distance).save(model_dir / MODEL_FILE)
     test = fixed_view_pairs(splits["test"], augmenter, config.test_pairs, seed=config.seed + 2,
