@@ -124,6 +124,12 @@ def test_copy_augmenter_is_seeded_and_in_range(textured_image):
     assert first.shape == (2, 32, 32, 1) and first.min() >= 0.0 and first.max() <= 1.0
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).max() > 0.05
+    # every optional edit drawn for no image at all: each must accept an empty subset
+    nothing = deformations.CopyAugmenter(DeformationConfig.identity(patch_size=64, crop_size=32, text_bank_size=8),
+                                         CopyAugmentConfig(p_downscale=0, p_blur=0, p_sharpen=0, p_intensity=0,
+                                                           p_scale_bar=0))
+    np.testing.assert_allclose(nothing(patches, tf.constant([1, 1])).numpy(), patches.numpy()[:, 16:48, 16:48],
+                               atol=1e-6)
 
 
 def test_resample_removes_fine_detail_and_blur_keeps_the_mean():

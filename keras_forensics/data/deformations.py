@@ -518,8 +518,7 @@ class CopyAugmenter:
         out = on_subset(out, use_intensity,
                         lambda x, a, b: x * a[:, None, None, None] + b[:, None, None, None], scale, shift)
         use_bar = _bernoulli(seeds[9], batch, config.p_scale_bar)
-        out = on_subset(out, use_bar,
-                        lambda x, v, s: paste_masks(x, scale_bar_masks(tf.shape(x)[0], size, s[0]), v),
-                        tf.where(_bernoulli(seeds[10], batch, 0.7), 1.0, 0.0),
-                        tf.random.stateless_uniform([batch, 2], seeds[11], 0, 2**31 - 1, tf.int64))
+        # masks for the whole batch (cheap: a comparison per pixel), so that an empty subset works
+        out = on_subset(out, use_bar, lambda x, m, v: paste_masks(x, m, v), scale_bar_masks(batch, size, seeds[11]),
+                        tf.where(_bernoulli(seeds[10], batch, 0.7), 1.0, 0.0))
         return tf.clip_by_value(out, 0.0, 1.0)
