@@ -103,7 +103,7 @@ class Verification:
         if round(rotation, 1) == 0:
             rotation = 0.0  # never "rotate -0.0 deg"
         return (f"rotate {rotation:.1f} deg, scale {self.scale:.2f}, "
-                f"shift ({self.matrix[0, 2]:.0f}, {self.matrix[1, 2]:.0f}) px{mirror}")
+                f"shift ({round(self.matrix[0, 2])}, {round(self.matrix[1, 2])}) px{mirror}")  # never "-0"
 
     def as_dict(self) -> dict:
         return {"inliers": self.inliers, "matches": self.matches, "mirrored": self.mirrored,
