@@ -18,7 +18,7 @@ from conftest import ROOT
 from screening_helpers import run_cli, save_gray, skimage_gray, tiny_triplet_model
 
 PAIR_COLUMNS = ["rank", "a", "b", "distance", "p_same", "inliers", "transform", "combined", "relation",
-                "a_file", "a_page", "a_box", "b_file", "b_page", "b_box", "note"]
+                "a_file", "a_page", "a_box", "b_file", "b_page", "b_box", "note", "group"]
 
 #: Three re-use groups made with rotation, crop, JPEG, mirror and a text label, plus distractors.
 GROUPS = {
@@ -107,6 +107,13 @@ def test_screen_contract_and_duplicate_groups_on_top(screened, groups_folder):
         assert (out / row["a"]).is_file() and (out / row["b"]).is_file()
         assert math.isclose(float(row["p_same"]), 1 / (1 + math.exp(float(row["distance"]) - 1)), abs_tol=2e-4)
         assert row["a_page"] == "" and len(row["a_box"].split(",")) == 4
+    # Re-use groups: each planted group is one group of confirmed pairs; unconfirmed pairs have none.
+    number_of = {}
+    for row in rows[:len(expected)]:
+        number_of.setdefault(group_of[row["a_file"].split("/")[-1]], set()).add(row["group"])
+    assert sorted(n for numbers in number_of.values() for n in numbers) == ["1", "2", "3"]
+    for row in rows:
+        assert (row["group"] != "") == (float(row["combined"]) > 0.5)
     # The verifier's transform of the 90-degree rotation.
     rotation = [r for r in rows if {r["a_file"].split("/")[-1], r["b_file"].split("/")[-1]} ==
                 {"camera_0.png", "camera_1.png"}][0]
@@ -114,47 +121,72 @@ def test_screen_contract_and_duplicate_groups_on_top(screened, groups_folder):
 
 
 class _ReportParser(html.parser.HTMLParser):
-    """Collects the pair rows of report.html with the images inside each."""
+    """Collects the group cards, pair rows and table rows of report.html with the images inside each."""
 
     def __init__(self):
         super().__init__()
-        self.rows, self.heatmaps, self._row = [], 0, None
+        self.cards, self.rows, self.table_rows, self.heatmaps = [], [], [], 0
+        self._card = self._row = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "tr" and attrs.get("class") == "pair":
+        if tag == "section" and attrs.get("class") == "group":
+            self._card = {"group": int(attrs["data-group"]), "members": [], "rows": []}
+            self.cards.append(self._card)
+        elif tag == "tr" and attrs.get("class") == "pair":
             self._row = {"a": attrs["data-a"], "b": attrs["data-b"], "rank": int(attrs["data-rank"]), "images": {}}
             self.rows.append(self._row)
+            self._card["rows"].append(self._row)
+        elif tag == "tr" and attrs.get("class") == "group-row":
+            self._row = {"group": int(attrs["data-group"]), "images": {}}
+            self.table_rows.append(self._row)
         elif tag == "img":
             if attrs.get("class") == "heatmap":
                 self.heatmaps += 1
             elif self._row is not None:
                 self._row["images"].setdefault(attrs.get("class"), []).append(attrs["src"])
+            elif self._card is not None:
+                self._card["members"].append(attrs)
 
     def handle_endtag(self, tag):
         if tag == "tr":
             self._row = None
+        elif tag == "section":
+            self._card = None
 
 
 def _decode(uri: str) -> np.ndarray:
-    assert uri.startswith("data:image/png;base64,")
+    assert uri.startswith("data:image/jpeg;base64,")
     image = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_UNCHANGED)
     assert image is not None and image.size
     return image
 
 
-def test_report_html_shows_every_suspected_pair_with_images(screened):
+def test_report_html_shows_every_group_and_suspected_pair_with_images(screened, groups_folder):
     _, out, _, _ = screened
+    _, group_of = groups_folder
     page = (out / "report.html").read_text()
     assert "<script" not in page and "src=\"http" not in page  # self-contained
     parser = _ReportParser()
     parser.feed(page)
     _, rows = _rows(out / "pairs.csv")
-    suspected = [r for r in rows if float(r["combined"]) > 0.5]
-    assert len(parser.rows) == len(suspected) >= 9
-    assert parser.heatmaps == 1
-    for html_row, csv_row in zip(parser.rows, suspected):
-        assert (html_row["a"], html_row["b"], html_row["rank"]) == (csv_row["a"], csv_row["b"], int(csv_row["rank"]))
+    suspected = {int(r["rank"]): r for r in rows if float(r["combined"]) > 0.5}
+    assert sorted(r["rank"] for r in parser.rows) == sorted(suspected) and len(suspected) >= 9
+    assert parser.heatmaps == 1 and not parser.table_rows
+    # One card per group, in group order, each with its pairs; the planted groups have 3 members each.
+    assert [c["group"] for c in parser.cards] == list(range(1, len(parser.cards) + 1))
+    for card in parser.cards:
+        assert {suspected[r["rank"]]["group"] for r in card["rows"]} == {str(card["group"])}
+    for card in parser.cards[:3]:
+        assert len(card["members"]) == 3
+        assert [m["class"] for m in card["members"]][0] == "reference"
+        names = {m["alt"].rsplit("/", 1)[-1] for m in card["members"]}
+        assert len({group_of[n] for n in names}) == 1
+        for member in card["members"]:
+            assert _decode(member["src"]).shape[:2] == (int(member["height"]), int(member["width"]))
+    for html_row in parser.rows:
+        csv_row = suspected[html_row["rank"]]
+        assert (html_row["a"], html_row["b"]) == (csv_row["a"], csv_row["b"])
         for side in ("a", "b"):
             shown = _decode(html_row["images"][f"panel-{side}"][0])
             crop = cv2.imread(str(out / csv_row[side]), cv2.IMREAD_GRAYSCALE)
@@ -162,6 +194,21 @@ def test_report_html_shows_every_suspected_pair_with_images(screened):
         assert len(html_row["images"]["overlay"]) == 1  # every confirmed pair has its aligned overlay
         assert len(html_row["images"]["similarity-map"]) == 2
         _decode(html_row["images"]["overlay"][0])
+
+
+def test_groups_in_full_flag_tables_the_rest(tmp_path, model_file, groups_folder):
+    folder, _ = groups_folder
+    out = tmp_path / "report"
+    status, _, stderr = run_cli(["screen", folder, "--out", out, "--model", model_file, "--groups_in_full", 1])
+    assert status == 0, stderr
+    parser = _ReportParser()
+    parser.feed((out / "report.html").read_text())
+    assert [c["group"] for c in parser.cards] == [1]
+    assert [r["group"] for r in parser.table_rows][:2] == [2, 3]
+    assert all(not r["images"] for r in parser.table_rows)
+    status, _, stderr = run_cli(["screen", folder, "--out", tmp_path / "r2", "--model", model_file,
+                                 "--groups_in_full", -1])
+    assert status == 2 and "--groups_in_full" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_screen_bad_inputs_identical_files_and_exit_status(tmp_path, model_file, groups_folder):
@@ -278,6 +325,9 @@ def test_python_api_readme_snippet(tmp_path, model_file, groups_folder):
     assert {top.a.file.split("/")[-1], top.b.file.split("/")[-1]} <= set(group_of)
     assert group_of[top.a.file.split("/")[-1]] == group_of[top.b.file.split("/")[-1]]
     assert (top.rank, top.relation) == (1, "within-paper") and top.combined > 0.9 and top.inliers > 20
+    group = pairs.groups[0]  # camera_0 and its 90-degree turn
+    assert (group.number, group.best) == (1, top.combined)
+    assert {p.file.split("/")[-1] for p in group.members} == {"camera_0.png", "camera_1.png"}
     result = screener.similarity(folder / "camera_0.png", folder / "camera_1.png")
     assert set(result) == {"distance", "p_same", "same"}
     assert (tmp_path / "report" / "report.html").is_file()

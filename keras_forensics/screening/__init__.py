@@ -13,7 +13,9 @@ What a research-integrity officer runs on a manuscript's figures or a whole arch
   RANSAC), its transform, aligned overlay and shared-area mask.
 * `scoring`: the combined score of Siamese p_same and verifier inliers, and its calibration.
 * `index`: a corpus of panels embedded once (`index build` / `index add`), searched by `screen --index`.
-* `report`: pairs.csv and the self-contained report.html.
+* `groups`: confirmed pairs joined into re-use groups (connected components), each with a
+  reference panel the other members are aligned to.
+* `report`: pairs.csv and the self-contained report.html (one card per group, under 10 MB).
 * `screener`: `Screener`, the Python API that ties these together (also `from keras_forensics import Screener`).
 
 Importing this package is cheap; TensorFlow, OpenCV and FAISS are imported by the modules that use them.

@@ -5,7 +5,7 @@ when a command runs.
 
     similarity --pairs PAIRS.csv [--model M] --out OUT.csv
     compare IMG_A IMG_B [--model M]                       (prints JSON)
-    screen INPUT... --out REPORT_DIR [--threshold 1.0] [--index DIR]
+    screen INPUT... --out REPORT_DIR [--threshold 1.0] [--index DIR] [--groups_in_full 50]
     index build INPUT... --out INDEX_DIR
     index add INPUT... --index INDEX_DIR
 
@@ -129,19 +129,23 @@ def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = 
 def screen(*inputs, out: str, threshold: float | None = None, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 10, split: str = "pdf", min_panel_size: int = 64,
            method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
-           turns: bool = True) -> str:
+           turns: bool = True, groups_in_full: int = 50) -> str:
     """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
 
     REPORT_DIR gets pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined,
-    relation, a_file, a_page, a_box, b_file, b_page, b_box, note), panels/ (the crops) and
-    report.html. Up to --verify_all_max pairs (default 20,000: about 200 panels), every pair is
-    verified with keypoints (SIFT + RANSAC); above, only the shortlist: each panel's --neighbours
-    (default 10) nearest panels, plus pairs within --threshold when one is given (off by
-    default). Pairs are ranked by the calibrated combined score. --index INDEX_DIR also compares
-    each panel with its --neighbours nearest indexed panels.
+    relation, a_file, a_page, a_box, b_file, b_page, b_box, note, group), panels/ (the crops) and
+    report.html: one card per group of re-used panels (confirmed pairs joined), its members
+    aligned to one reference; the first --groups_in_full groups (default 50) with pictures, the
+    rest in a table; under 10 MB whatever the input (pairs.csv has every pair). Up to
+    --verify_all_max pairs (default 20,000: about 200 panels), every pair is verified with
+    keypoints (SIFT + RANSAC); above, only the shortlist: each panel's --neighbours (default 10)
+    nearest panels, plus pairs within --threshold when one is given (off by default). Pairs are
+    ranked by the calibrated combined score. --index INDEX_DIR also compares each panel with its
+    --neighbours nearest indexed panels.
     --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw
-    (auto: exact up to --exact_max panels, FAISS flat up to 100,000, then FAISS HNSW). Panels are compared in all 8
-    orientations (quarter turns, mirrored); --noturns: as they are. Exit status 0 when the screen
+    (auto: exact up to --exact_max panels, FAISS flat up to 100,000, then FAISS HNSW). Panels are
+    compared in all 8 orientations (quarter turns, mirrored), unless the model's embedding is
+    invariant to them; --noturns: as they are. Exit status 0 when the screen
     completed (skipped inputs are listed), 1 if no input was readable.
     """
     from keras_forensics.screening.screener import NothingToScreen, Screener
@@ -154,13 +158,13 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
                              min_panel_size=min_panel_size, exact_max=exact_max, verify_all_max=verify_all_max,
                              verify=verify, turns=turns)
     try:
-        result = screener.screen(paths, out=out, index=index, method=method)
+        result = screener.screen(paths, out=out, index=index, method=method, groups_in_full=groups_in_full)
     except NothingToScreen as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    suspects = sum(r.combined > 0.5 for r in result)
-    print(f"{len(result.panels)} panel(s), {len(result)} candidate pair(s), {suspects} suspected; "
-          f"{len(result.problems)} input(s) skipped", file=sys.stderr)
+    suspects = sum(r.same for r in result)
+    print(f"{len(result.panels)} panel(s), {len(result)} candidate pair(s), {suspects} suspected in "
+          f"{len(result.groups)} group(s); {len(result.problems)} input(s) skipped", file=sys.stderr)
     return str(Path(out) / "report.html")
 
 

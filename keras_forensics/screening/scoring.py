@@ -28,6 +28,10 @@ from keras_forensics.errors import ForensicsError
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
+#: A pair is a confirmed re-use when its combined score is above this. The one definition:
+#: `PairRecord.same`, the re-use groups, the report and the CLI's summary line all use it.
+REUSE_SCORE = 0.5
+
 
 def features(distance, inliers, coverage=None) -> np.ndarray:
     """[N, 3]: the Siamese logit (1 - distance, floored at -20), log(1 + inliers) and coverage

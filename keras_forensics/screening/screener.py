@@ -33,7 +33,7 @@ import numpy as np
 from keras_forensics.errors import ForensicsError
 from keras_forensics.screening import panels as panels_lib
 from keras_forensics.screening.panels import Panel
-from keras_forensics.screening.scoring import CombinedScore
+from keras_forensics.screening.scoring import REUSE_SCORE, CombinedScore
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class PairRecord:
 
     @property
     def same(self) -> bool:
-        return self.combined > 0.5
+        """Whether the screen calls this pair a re-use: combined > `scoring.REUSE_SCORE`."""
+        return self.combined > REUSE_SCORE
 
 
 class ScreenResult(list):
@@ -97,6 +98,14 @@ class ScreenResult(list):
         self.turns = False  # whether panels were compared in 8 orientations
         self.metric, self.sharpness = "l1", 1.0  # how `vectors` are compared (the scorer's)
         self.neighbours = 0  # the shortlist's K
+
+    @property
+    def groups(self) -> list:
+        """The re-use groups: confirmed pairs joined into connected components (`groups.Group`,
+        best first)."""
+        from keras_forensics.screening.groups import find_groups
+
+        return find_groups(self)
 
 
 class Screener:
@@ -195,7 +204,7 @@ class Screener:
         return self.scorer.embed_panels([_as_image(x) for x in images], progress=self.progress)
 
     def screen(self, inputs, out: str | os.PathLike | None = None, index: str | os.PathLike | None = None,
-               method: str = "auto") -> ScreenResult:
+               method: str = "auto", groups_in_full: int | None = None) -> ScreenResult:
         """Screen files, folders and PDFs; returns the ranked pairs (a `ScreenResult` list).
 
         Args:
@@ -205,12 +214,18 @@ class Screener:
                 before (the across-papers case).
             method: "auto", "exact", "flat" or "hnsw" for the within-input comparison ("auto"
                 verifies all pairs up to `verify_all_max`).
+            groups_in_full: report.html shows this many re-use groups in full (cards with
+                pictures), the rest in a table (default `report.GROUPS_IN_FULL`).
 
         Problems (unreadable inputs etc.) are logged as warnings and listed in the result and the
         report; the screen goes on. Raises `NothingToScreen` when no input could be read.
         """
+        from keras_forensics.screening import report
         from keras_forensics.screening.pairs import all_pairs, search_pairs, verifies_every_pair
 
+        groups_in_full = report.GROUPS_IN_FULL if groups_in_full is None else groups_in_full
+        if isinstance(groups_in_full, bool) or not isinstance(groups_in_full, int) or groups_in_full < 0:
+            raise ForensicsError(f"--groups_in_full must be a whole number >= 0, got {groups_in_full!r}")
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
         inputs = list(inputs)
@@ -257,9 +272,7 @@ class Screener:
         result.metric, result.sharpness = metric, self.scorer.sharpness
         result.neighbours = self.neighbours
         if out is not None:
-            from keras_forensics.screening import report
-
-            report.write(out, result, scorer=self.scorer, progress=self.progress)
+            report.write(out, result, scorer=self.scorer, progress=self.progress, groups_in_full=groups_in_full)
         return result
 
     # -----------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ class Verification:
         if round(rotation, 1) == 0:
             rotation = 0.0  # never "rotate -0.0 deg"
         return (f"rotate {rotation:.1f} deg, scale {self.scale:.2f}, "
-                f"shift ({self.matrix[0, 2]:.0f}, {self.matrix[1, 2]:.0f}) px{mirror}")
+                f"shift ({round(self.matrix[0, 2])}, {round(self.matrix[1, 2])}) px{mirror}")  # never "-0"
 
     def as_dict(self) -> dict:
         return {"inliers": self.inliers, "matches": self.matches, "mirrored": self.mirrored,
@@ -257,22 +257,26 @@ def _one_match_per_keypoint(points_a: np.ndarray, points_b: np.ndarray, distance
 # alignment, for the report
 
 
-def align(image_a: np.ndarray, image_b: np.ndarray, result: Verification):
-    """B warped into A's frame, and the shared-area mask in A's frame (where warped B lies).
+def align(image_a: np.ndarray, image_b: np.ndarray, result: Verification, reverse: bool = False):
+    """B warped into A's frame, and the shared-area mask in A's frame (where warped B lies);
+    `reverse`: A warped into B's frame, and the mask in B's frame.
 
-    Returns (warped_b [H_a, W_a] float32, shared [H_a, W_a] bool), or (None, None) without a
-    transform.
+    Returns (warped [H, W] float32, shared [H, W] bool) in the target's shape, or (None, None)
+    without a transform.
     """
     import cv2
 
     if result.matrix is None:
         return None, None
-    height, width = image_a.shape
-    # matrix maps A -> B, which is exactly the inverse map warpAffine needs to pull B into A.
-    warped = cv2.warpAffine(np.asarray(image_b, np.float32), result.matrix.astype(np.float32), (width, height),
-                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
-    coverage = cv2.warpAffine(np.ones(image_b.shape, np.uint8), result.matrix.astype(np.float32), (width, height),
-                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    source, target = (image_a, image_b) if reverse else (image_b, image_a)
+    height, width = target.shape
+    # matrix maps A -> B: it pushes A into B's frame, and as the inverse map it pulls B into A's.
+    flags = 0 if reverse else cv2.WARP_INVERSE_MAP
+    matrix = result.matrix.astype(np.float32)
+    warped = cv2.warpAffine(np.asarray(source, np.float32), matrix, (width, height),
+                            flags=cv2.INTER_LINEAR | flags, borderValue=0)
+    coverage = cv2.warpAffine(np.ones(source.shape, np.uint8), matrix, (width, height),
+                              flags=cv2.INTER_NEAREST | flags, borderValue=0)
     return warped, coverage.astype(bool)
 
 
