@@ -215,6 +215,8 @@ def test_exported_descriptor_scores_like_the_run(descriptor_run, tmp_path):
     result = signatures.export("siamese", descriptor_run, export_base=tmp_path, verbose=False)
     described = json.loads((result.path / "assets.extra" / "siamese.json").read_text())
     assert described["metric"] == "squared_l2" and described["orientation_invariant"] is True
+    split = json.loads((result.path / "assets.extra" / "split.json").read_text())
+    assert split == json.loads((descriptor_run / "split.json").read_text())  # its test images travel with it
     served, keras_scorer = load_scorer(tmp_path / "siamese"), load_scorer(descriptor_run)
     assert (served.metric, served.invariant) == ("squared_l2", True)
     assert served.sharpness == pytest.approx(keras_scorer.sharpness)

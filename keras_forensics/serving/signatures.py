@@ -636,7 +636,10 @@ def export(kind: str, model_dir, export_base="saved_models", version: int | None
     try:
         tf.saved_model.save(module, str(temporary), signatures=module.concrete_signatures())
         write_warmup_requests(temporary, name, {n: e.example for n, e in module.endpoints.items()})
-        for file_name, content in {**module.extra_assets(), **(extra_assets or {})}.items():
+        # the run's split travels with the model: which images it never saw (its test split)
+        split = Path(model_dir) / "split.json"
+        assets = {"split.json": split.read_bytes()} if split.is_file() else {}
+        for file_name, content in {**assets, **module.extra_assets(), **(extra_assets or {})}.items():
             data = content.encode() if isinstance(content, str) else bytes(content)
             (temporary / "assets.extra" / Path(file_name).name).write_bytes(data)
         differences = check_saved_model(temporary, module)
