@@ -135,7 +135,7 @@ def _tiny_triplet_model(learning_rate=3e-3):
 
 
 def test_the_triplet_model_learns():
-    from keras_forensics.datasets import PatchSet
+    from keras_forensics.data.patches import PatchSet
     from keras_forensics.data.pipeline import triplet_dataset
     from keras_forensics.training.siamese import _with_dummy_targets
 

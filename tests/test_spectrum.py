@@ -1,4 +1,4 @@
-"""Frequency analysis (keras_forensics/spectrum.py) and its layers."""
+"""Frequency analysis (keras_forensics/ops/spectrum_command.py, detection/spectrum_command.py) and its layers."""
 
 import json
 
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_forensics import spectrum
-from keras_forensics.detection.data import transposed_upsample
+from keras_forensics.detection import spectrum as spectrum_command
+from keras_forensics.detection.sources import transposed_upsample
+from keras_forensics.ops import spectrum
 from keras_forensics.layers import AzimuthalSpectrum, LogSpectrum
 
 
@@ -68,7 +69,7 @@ def test_high_frequency_ratio_bounds(rng):
 
 def test_statistics_mean_and_std(rng):
     tiles = rng.random((10, 32, 32)).astype(np.float32)
-    stats = spectrum.spectrum_statistics(tiles, "noise")
+    stats = spectrum_command.spectrum_statistics(tiles, "noise")
     profiles = spectrum.azimuthal_power_spectrum(tiles).numpy()
     np.testing.assert_allclose(stats.profile_mean, profiles.mean(0), atol=1e-4)
     np.testing.assert_allclose(stats.profile_std, profiles.std(0), atol=1e-4)

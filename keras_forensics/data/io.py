@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from keras_forensics.errors import ImageReadError
+from keras_forensics.errors import ForensicsError, ImageReadError
 
 logger = logging.getLogger(__name__)
 
@@ -370,3 +370,33 @@ def scan_images(
                 continue
             report.read += 1
             yield path, image
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def quantize(images: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float images in [0, 1] -> uint8 (bit_depth 8) or uint16 (bit_depth 16)."""
+    if bit_depth not in (8, 16):
+        raise ForensicsError(f"bit depth must be 8 or 16, got {bit_depth}")
+    maximum, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
+    return np.clip(np.round(np.asarray(images, np.float64) * maximum), 0, maximum).astype(dtype)
+
+
+def encode_png(image: np.ndarray, bit_depth: int = 8) -> bytes:
+    """[H, W] or [H, W, C] floats in [0, 1] -> PNG bytes with 8 or 16 bits per sample."""
+    import tensorflow as tf
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    return tf.io.encode_png(quantize(image, bit_depth)).numpy()
+
+
+def write_png(path, image: np.ndarray, bit_depth: int = 8) -> Path:
+    """`encode_png` into `path` (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_png(image, bit_depth))
+    return path
