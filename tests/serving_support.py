@@ -1,4 +1,4 @@
-"""Tiny run dirs and exports shared by tests/test_export.py and tests/test_serving.py.
+"""Tiny run dirs and exports shared by tests/serving/test_export.py and tests/serving/test_serving.py.
 
 The Siamese run is the real architecture at the real 128x128 input with few filters; the
 detector, WGAN and CycleGAN runs hold stand-in Keras models of the right input/output shapes, so

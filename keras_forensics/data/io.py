@@ -152,15 +152,7 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = 
 def _read_pillow(source, max_pixels, all_planes, name=None, color: bool = False) -> np.ndarray:
     name = name or source
     try:
-        with warnings.catch_warnings():
-            # Pillow's own bomb warning is replaced by our explicit limit below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            previous_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                image = Image.open(source)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous_limit
+        image = _open_header(source)
     except Image.UnidentifiedImageError:
         raise ImageReadError(name, "not an image file (unrecognised format)") from None
     except OSError as error:
@@ -181,6 +173,45 @@ def _read_pillow(source, max_pixels, all_planes, name=None, color: bool = False)
             except (OSError, SyntaxError, ValueError) as error:
                 raise ImageReadError(name, f"corrupt or truncated image data ({error})") from None
     return np.stack(planes)
+
+
+def _open_header(source) -> Image.Image:
+    """`Image.open` (which reads the header only), with this module's per-call `max_pixels` in place
+    of Pillow's decompression-bomb limit: the caller checks the size (`_check_size`) before any
+    pixel is decoded.
+
+    Pillow's limit is process-wide (`Image.MAX_IMAGE_PIXELS`) and is never changed here, since
+    other threads read images at the same time. Above twice that limit Pillow refuses to open the
+    file; the header is then read by the format's own plugin, which is what `Image.open` does
+    before its check.
+    """
+    with warnings.catch_warnings():
+        # Pillow's own bomb warning is replaced by the caller's explicit limit.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(source)
+        except Image.DecompressionBombError:
+            pass
+    is_path = isinstance(source, (str, os.PathLike))
+    if is_path:
+        with open(source, "rb") as handle:
+            prefix = handle.read(16)
+    else:
+        source.seek(0)
+        prefix = source.read(16)
+    Image.init()
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        if accept and not accept(prefix):
+            continue
+        try:
+            if is_path:  # the plugin opens (and the image later closes) the file itself
+                return factory(os.fspath(source))
+            source.seek(0)
+            return factory(source, "")
+        except (SyntaxError, IndexError, TypeError, ValueError, OSError):
+            continue
+    raise Image.UnidentifiedImageError(f"cannot identify image file {source!r}")
 
 
 def _check_size(name, width: int, height: int, max_pixels: int) -> None:

@@ -21,7 +21,7 @@ from keras_forensics.serving import export as exporting
 from keras_forensics.serving import modules
 from keras_forensics.serving.protocol import encode_png
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def signature_table(path) -> dict:

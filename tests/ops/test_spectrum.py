@@ -2,7 +2,6 @@
 
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,7 +9,7 @@ import tensorflow as tf
 from keras_forensics.detection import spectrum as spectrum_command
 from keras_forensics.detection.sources import transposed_upsample
 from keras_forensics.ops import spectrum
-from keras_forensics.layers import AzimuthalSpectrum, LogSpectrum
+from keras_forensics.layers import AzimuthalSpectrum
 
 
 def test_sinusoid_peaks_at_its_frequency():
@@ -75,19 +74,6 @@ def test_statistics_mean_and_std(rng):
     np.testing.assert_allclose(stats.profile_std, profiles.std(0), atol=1e-4)
     assert stats.tiles == 10 and stats.log_spectrum_mean.shape == (32, 32)
     assert json.loads(json.dumps(stats.to_json()))["tiles"] == 10
-
-
-@pytest.mark.parametrize("layer", [LogSpectrum(), AzimuthalSpectrum(num_bins=8, relative=True)])
-def test_spectrum_layers_round_trip(layer, tmp_path, rng):
-    images = rng.random((3, 16, 16, 1)).astype(np.float32)
-    rebuilt = layer.__class__.from_config(layer.get_config())
-    np.testing.assert_allclose(layer(images), rebuilt(images), atol=1e-6)
-    inputs = keras.Input((16, 16, 1))
-    model = keras.Model(inputs, layer(inputs))
-    assert model.output.shape[1:] == layer.compute_output_shape((None, 16, 16, 1))[1:]
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
 
 
 def test_relative_profile_ignores_contrast(rng):
