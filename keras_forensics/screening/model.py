@@ -175,7 +175,7 @@ def default_model_path() -> Path:
     path = artifacts.default_model("siamese")
     if path.exists():
         return path
-    raise ForensicsError(NO_MODEL_HELP.format(where=DEFAULT_MODEL))
+    raise ForensicsError(NO_MODEL_HELP.format(where=f"{DEFAULT_MODEL} (nor under ${artifacts.MODELS_ENV})"))
 
 
 def load_scorer(model: str | os.PathLike | None = None) -> SiameseScorer:
