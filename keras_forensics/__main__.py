@@ -60,7 +60,7 @@ def serve(**flags):
     return server.run_command(flags, usage=serve.__doc__)
 
 
-# --- detection of GAN-made images (keras_forensics/detection, keras_forensics/spectrum.py) ---
+# --- detection of GAN-made images (keras_forensics/detection: inference, report, spectrum) ---
 
 
 @command
@@ -89,7 +89,7 @@ def spectrum(*inputs, out: str | None = None, compare: str | None = None, size: 
     ratio above --cutoff x Nyquist) and a PNG per input. `--compare REAL_DIR FAKE_DIR...` draws the
     real folder against every input in OUT/compare.png (Wang et al. 2022, Fig. 1E).
     """
-    from keras_forensics import spectrum as spectrum_lib
+    from keras_forensics.detection import spectrum as spectrum_lib
     from keras_forensics.errors import ForensicsError
 
     if not out:

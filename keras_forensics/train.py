@@ -1,6 +1,6 @@
 """`python -m keras_forensics.train <kind> [--flag value ...]`: train a model.
 
-Every field of the experiment's config dataclass (keras_forensics/config.py) is a flag, nested
+Every field of the experiment's config dataclass (keras_forensics/config/) is a flag, nested
 ones by their own name (`--p_jpeg 0.3`) or dotted (`--deformation.p_jpeg 0.3`). Re-running the same
 command with the same --model_dir resumes from the last checkpoint.
 """

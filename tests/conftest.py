@@ -28,3 +28,29 @@ def textured_image(rng):
     noise = (noise - noise.min()) / (noise.max() - noise.min())
     gradient = np.linspace(0, 1, 256)[None, :]
     return (0.7 * noise + 0.3 * gradient).astype(np.float32)
+
+
+def run_layer_test(layer, inputs, expected_shape, tmp_path, atol: float = 1e-6):
+    """THE layer test, used for every custom layer (keras-hub's run_layer_test): config round trip,
+    symbolic and eager shapes, one fit step (when the layer has trainable weights), and equal
+    outputs after save / load of a model holding it. Returns the eager output."""
+    import keras
+
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    arrays = inputs if isinstance(inputs, list) else [inputs]
+    symbolic = [keras.Input(a.shape[1:], dtype=str(a.dtype)) for a in arrays]
+    out = layer(symbolic if isinstance(inputs, list) else symbolic[0])
+    assert tuple(out.shape[1:]) == tuple(expected_shape[1:])
+    eager = layer(inputs)
+    assert tuple(eager.shape) == tuple(expected_shape)
+    model = keras.Model(symbolic, out)
+    if model.trainable_weights:
+        model.compile("sgd", "mse")
+        model.fit(arrays, np.zeros(expected_shape, np.float32), epochs=1, verbose=0)
+    path = tmp_path / "layer.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(arrays, verbose=0), model.predict(arrays, verbose=0), atol=atol)
+    return eager
+

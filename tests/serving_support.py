@@ -1,4 +1,4 @@
-"""Tiny run dirs and exports shared by tests/test_export.py and tests/test_serving.py.
+"""Tiny run dirs and exports shared by tests/serving/test_export.py and tests/serving/test_serving.py.
 
 The Siamese run is the real architecture at the real 128x128 input with few filters; the
 detector, WGAN and CycleGAN runs hold stand-in Keras models of the right input/output shapes, so
@@ -104,10 +104,10 @@ def run_dir(kind: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def exported(kind: str):
-    """`signatures.export` of the tiny run to <workspace>/saved_models/<kind>/1 (once per process)."""
-    from keras_forensics.serving import signatures
+    """`serving.export.export` of the tiny run to <workspace>/saved_models/<kind>/1 (once per process)."""
+    from keras_forensics.serving import export as exporting
 
-    return signatures.export(kind, run_dir(kind), export_base=workspace() / "saved_models", version=1,
+    return exporting.export(kind, run_dir(kind), export_base=workspace() / "saved_models", version=1,
                              verbose=False)
 
 

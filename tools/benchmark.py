@@ -391,7 +391,7 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
     import numpy as np
 
     from keras_forensics.errors import ForensicsError
-    from keras_forensics.serving import signatures
+    from keras_forensics.serving import export, modules
     from keras_forensics.serving.batching import read_batching_parameters
     from keras_forensics.serving.client import ServingClient
     from keras_forensics.serving.protocol import encode_png
@@ -405,8 +405,8 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
     workspace = Path(tempfile.mkdtemp(prefix="kf_serve_benchmark_"))
     server = None
     try:
-        exported = signatures.export("siamese", model_dir, export_base=workspace, version=1, verbose=False)
-        module = signatures.load_siamese(model_dir)
+        exported = export.export("siamese", model_dir, export_base=workspace, version=1, verbose=False)
+        module = modules.load_siamese(model_dir)
         rng = np.random.default_rng(seed)
         images_a = rng.random((256, 128, 128, 1)).astype(np.float32)
         images_b = rng.random((256, 128, 128, 1)).astype(np.float32)

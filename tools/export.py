@@ -8,7 +8,7 @@
 Writes <export_base>/<kind>/<version>/ (default: the next version number) atomically, with
 named signatures and TF-Serving warm-up requests, after checking the reloaded SavedModel against
 the Keras model; prints the signatures as `saved_model_cli show --all` does. The work is done by
-keras_forensics.serving.signatures; this file only parses the command line.
+keras_forensics.serving.export; this file only parses the command line.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _command(kind: str):
     def export(model_dir: str, export_base: str = "saved_models", version: int | None = None,
                overwrite: bool = False, name: str | None = None):
-        from keras_forensics.serving import signatures
+        from keras_forensics.serving import export as exporting
 
-        result = signatures.export(kind, model_dir, export_base=export_base, version=version,
-                                   overwrite=overwrite, name=name)
+        result = exporting.export(kind, model_dir, export_base=export_base, version=version,
+                                  overwrite=overwrite, name=name)
         if kind in ("wgan", "cyclegan"):  # what `generate` and `evaluate wgan` need to know
-            from keras_forensics.generate import add_info
-
-            add_info(model_dir, result.path)
+            exporting.add_info(model_dir, result.path)
         return result.as_dict()
 
     export.__name__ = kind

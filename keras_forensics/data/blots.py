@@ -10,7 +10,7 @@
 * `tile_folder(directory, size, ...)`: the same for any images (CycleGAN's domains), grayscale
   or colour.
 
-All return a `keras_forensics.datasets.PatchSet` (uint8, or uint16 when the source was 16-bit;
+All return a `keras_forensics.data.patches.PatchSet` (uint8, or uint16 when the source was 16-bit;
 [N, S, S] grayscale or [N, S, S, 3] colour). All blots here are dark bands on a light background,
 as they appear in figures.
 
@@ -26,7 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_forensics.data import io
+from keras_forensics.data.io import quantize
+from keras_forensics.data.patches import PatchSet, field_group, fit_to_patch, regex_group
 from keras_forensics.errors import ForensicsError
+from keras_forensics.ops import tiling
 
 logger = logging.getLogger(__name__)
 
@@ -157,12 +161,15 @@ def render_blots(count: int, size: int = 128, seed: int = 0, style: BlotStyle | 
     return np.stack([render_blot(size, np.random.default_rng([seed, index]), style) for index in range(count)])
 
 
-def quantize(images: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Float images in [0, 1] -> uint8 (bit_depth 8) or uint16 (bit_depth 16)."""
-    if bit_depth not in (8, 16):
-        raise ForensicsError(f"bit depth must be 8 or 16, got {bit_depth}")
-    maximum, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
-    return np.clip(np.round(np.asarray(images, np.float64) * maximum), 0, maximum).astype(dtype)
+def synthetic_blots(count: int = 2048, size: int = 128, seed: int = 0, style=None, bit_depth: int = 8) -> PatchSet:
+    """Embedded default data for the WGAN: `count` procedurally rendered western blots, dark bands
+    on a light membrane, each its own group. Deterministic: the same seed gives the same blots.
+
+    `style` is a `keras_forensics.data.blots.BlotStyle` (default: a mix of clean and over-exposed
+    blots); `bit_depth` 16 gives uint16 patches.
+    """
+    images = quantize(render_blots(count, size, seed, style), bit_depth)
+    return PatchSet(images, np.arange(count), [f"synthetic_blot_{i:05d}" for i in range(count)])
 
 
 def to_unit(patches: np.ndarray) -> np.ndarray:
@@ -172,8 +179,6 @@ def to_unit(patches: np.ndarray) -> np.ndarray:
 
 def file_bit_depth(path) -> int:
     """16 for 16-bit (or float) image files, else 8, from the header only (`io.file_bit_depth`)."""
-    from keras_forensics.data import io
-
     return io.file_bit_depth(path)
 
 
@@ -198,25 +203,19 @@ def dark_on_light(image: np.ndarray, polarity: str = "auto") -> np.ndarray:
 
 
 def tiles(image: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """All size x size tiles of `image` ([H, W] or [H, W, C]) on a grid with `stride`, the last
-    row and column touching the far edges: [K, size, size(, C)]. Images smaller than a tile are
-    reflect-padded (`datasets.fit_to_patch`, per channel)."""
-    from keras_forensics.datasets import fit_to_patch
-
+    """All size x size tiles of `image` ([H, W] or [H, W, C]) on the grid of
+    `ops.tiling.patch_corners` (every `stride`, the last row and column touching the far edges):
+    [K, size, size(, C)]. Images smaller than a tile are reflect-padded (`patches.fit_to_patch`,
+    per channel)."""
     if image.ndim == 3:
         image = np.stack([fit_to_patch(image[..., channel], size) for channel in range(image.shape[-1])], axis=-1)
     else:
         image = fit_to_patch(image, size)
-    height, width = image.shape[:2]
-
-    def starts(extent):
-        positions = list(range(0, extent - size + 1, stride))
-        return positions if positions[-1] == extent - size else positions + [extent - size]
-
+    corners = tiling.patch_corners(image.shape[0], image.shape[1], size, stride)
     windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
     if image.ndim == 3:  # [rows, columns, C, size, size] -> [rows, columns, size, size, C]
         windows = np.moveaxis(windows, 2, -1)
-    return windows[np.ix_(starts(height), starts(width))].reshape((-1, size, size) + image.shape[2:])
+    return windows[corners[:, 0], corners[:, 1]]
 
 
 def blot_folder(directory, size: int = 128, scale: float = 0.5, stride: int | None = None,
@@ -240,13 +239,10 @@ def tile_folder(directory, size: int, scale: float = 1.0, stride: int | None = N
     learn three equal channels), oriented by `polarity` (`dark_on_light`), resized by `scale`
     with anti-aliasing, and cut into tiles every `stride` pixels (default size // 4). Tiles whose
     std is below `min_std` are dropped (each image keeps its best tile). Groups follow
-    `datasets.field_group`, or the `group_by` regex. The patches are uint16 if any file was
+    `patches.field_group`, or the `group_by` regex. The patches are uint16 if any file was
     16-bit, else uint8.
     """
     from skimage.transform import resize
-
-    from keras_forensics.data import io
-    from keras_forensics.datasets import PatchSet, field_group, regex_group
 
     if channels not in (1, 3):
         raise ForensicsError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")

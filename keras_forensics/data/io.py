@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from keras_forensics.errors import ImageReadError
+from keras_forensics.errors import ForensicsError, ImageReadError
 
 logger = logging.getLogger(__name__)
 
@@ -152,15 +152,7 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = 
 def _read_pillow(source, max_pixels, all_planes, name=None, color: bool = False) -> np.ndarray:
     name = name or source
     try:
-        with warnings.catch_warnings():
-            # Pillow's own bomb warning is replaced by our explicit limit below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            previous_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                image = Image.open(source)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous_limit
+        image = _open_header(source)
     except Image.UnidentifiedImageError:
         raise ImageReadError(name, "not an image file (unrecognised format)") from None
     except OSError as error:
@@ -181,6 +173,45 @@ def _read_pillow(source, max_pixels, all_planes, name=None, color: bool = False)
             except (OSError, SyntaxError, ValueError) as error:
                 raise ImageReadError(name, f"corrupt or truncated image data ({error})") from None
     return np.stack(planes)
+
+
+def _open_header(source) -> Image.Image:
+    """`Image.open` (which reads the header only), with this module's per-call `max_pixels` in place
+    of Pillow's decompression-bomb limit: the caller checks the size (`_check_size`) before any
+    pixel is decoded.
+
+    Pillow's limit is process-wide (`Image.MAX_IMAGE_PIXELS`) and is never changed here, since
+    other threads read images at the same time. Above twice that limit Pillow refuses to open the
+    file; the header is then read by the format's own plugin, which is what `Image.open` does
+    before its check.
+    """
+    with warnings.catch_warnings():
+        # Pillow's own bomb warning is replaced by the caller's explicit limit.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(source)
+        except Image.DecompressionBombError:
+            pass
+    is_path = isinstance(source, (str, os.PathLike))
+    if is_path:
+        with open(source, "rb") as handle:
+            prefix = handle.read(16)
+    else:
+        source.seek(0)
+        prefix = source.read(16)
+    Image.init()
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        if accept and not accept(prefix):
+            continue
+        try:
+            if is_path:  # the plugin opens (and the image later closes) the file itself
+                return factory(os.fspath(source))
+            source.seek(0)
+            return factory(source, "")
+        except (SyntaxError, IndexError, TypeError, ValueError, OSError):
+            continue
+    raise Image.UnidentifiedImageError(f"cannot identify image file {source!r}")
 
 
 def _check_size(name, width: int, height: int, max_pixels: int) -> None:
@@ -370,3 +401,33 @@ def scan_images(
                 continue
             report.read += 1
             yield path, image
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def quantize(images: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float images in [0, 1] -> uint8 (bit_depth 8) or uint16 (bit_depth 16)."""
+    if bit_depth not in (8, 16):
+        raise ForensicsError(f"bit depth must be 8 or 16, got {bit_depth}")
+    maximum, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
+    return np.clip(np.round(np.asarray(images, np.float64) * maximum), 0, maximum).astype(dtype)
+
+
+def encode_png(image: np.ndarray, bit_depth: int = 8) -> bytes:
+    """[H, W] or [H, W, C] floats in [0, 1] -> PNG bytes with 8 or 16 bits per sample."""
+    import tensorflow as tf
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    return tf.io.encode_png(quantize(image, bit_depth)).numpy()
+
+
+def write_png(path, image: np.ndarray, bit_depth: int = 8) -> Path:
+    """`encode_png` into `path` (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_png(image, bit_depth))
+    return path

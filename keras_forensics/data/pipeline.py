@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_forensics.config import DeformationConfig
 from keras_forensics.data.deformations import Deformer, split_seed
-from keras_forensics.datasets import PatchSet
+from keras_forensics.data.patches import PatchSet
 from keras_forensics.errors import ForensicsError
 
 TRIPLET_KEYS = ("anchor", "same", "different")

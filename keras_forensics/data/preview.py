@@ -59,10 +59,10 @@ def preview(out: str = "triplets.png", data: str | None = None, n: int = 8, seed
         n: how many triplets (rows).
         seed: the random seed; the same seed draws the same triplets.
     """
-    from keras_forensics import datasets
+    from keras_forensics.data import folders
     from keras_forensics.data.pipeline import fixed_triplets
 
-    patchset = datasets.folder(data) if data else datasets.sample_micrographs()
+    patchset = folders.folder(data) if data else folders.sample_micrographs()
     triplets = fixed_triplets(patchset, count=n, seed=seed, batch_size=n)
     Image.fromarray(triplet_grid(triplets["anchor"], triplets["same"], triplets["different"])).save(out)
     Path(out).resolve()

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_forensics.data.deformations import jpeg
-from keras_forensics.detection import roc
+from keras_forensics.metrics import ranking
 from keras_forensics.errors import ForensicsError
 
 logger = logging.getLogger(__name__)
@@ -62,10 +62,10 @@ def predict(model, images, batch_size: int = 256) -> np.ndarray:
 
 def evaluate_patches(model, real: np.ndarray, fake: np.ndarray, seed: int = 0, num_resamples: int = 1000,
                      conditions=CONDITIONS) -> dict:
-    """`roc.summary` of real (label 0) vs fake (label 1) uint8 patches [N, S, S] per condition."""
+    """`ranking.summary` of real (label 0) vs fake (label 1) uint8 patches [N, S, S] per condition."""
     images = np.concatenate([real, fake]).astype(np.float32)[..., None] / 255.0
     labels = np.r_[np.zeros(len(real)), np.ones(len(fake))]
-    return {c: roc.summary(labels, predict(model, apply_condition(images, c)), num_resamples, seed)
+    return {c: ranking.summary(labels, predict(model, apply_condition(images, c)), num_resamples, seed)
             for c in conditions}
 
 
@@ -94,9 +94,9 @@ def _plot(points_list, labels, title, x_label, y_label, size=320):
 
 def curve_images(labels, scores) -> dict[str, np.ndarray]:
     """{"roc_curve": [H, W, 3] uint8, "pr_curve": ...} of one set of scores."""
-    fpr, tpr, _ = roc.roc_curve(labels, scores)
-    precision, recall, _ = roc.precision_recall_curve(labels, scores)
-    auc, ap = roc.roc_auc(labels, scores), roc.average_precision(labels, scores)
+    fpr, tpr, _ = ranking.roc_curve(labels, scores)
+    precision, recall, _ = ranking.precision_recall_curve(labels, scores)
+    auc, ap = ranking.roc_auc(labels, scores), ranking.average_precision(labels, scores)
     return {
         "roc_curve": _plot([(fpr, tpr), ([0, 1], [0, 1])], [f"AUC {auc:.4f}", "chance"], "ROC", "FPR", "TPR"),
         "pr_curve": _plot([(np.r_[0.0, recall], np.r_[1.0, precision])], [f"AP {ap:.4f}"],
@@ -141,7 +141,7 @@ def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, nu
     """Score real vs each synthetic source under every condition with the detector and (optionally)
     the baseline, print a table and write the JSON. Returns {"json": path, "rows": count}."""
     from keras_forensics import config as config_lib
-    from keras_forensics.detection import data
+    from keras_forensics.detection import sources
     from keras_forensics.detection.inference import Detector
 
     if not real or not fake:
@@ -170,12 +170,12 @@ def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, nu
     elif split != "all":
         logger.warning("--model is not a training run (no split.json): evaluating every patch")
 
-    real_sources = [_split_filter(data.load_source(p, "real", size, **settings), split_groups, split) for p in real]
+    real_sources = [_split_filter(sources.load_source(p, "real", size, **settings), split_groups, split) for p in real]
     real_patches = np.concatenate([s.real.patches for s in real_sources if s.real is not None])
     pooled_real = datasets_patchset(real_patches)
     fake_sources = []
     for path in fake:
-        source = _split_filter(data.load_source(path, "fake", size, demo_real=pooled_real, **settings),
+        source = _split_filter(sources.load_source(path, "fake", size, demo_real=pooled_real, **settings),
                                split_groups, split)
         fake_sources.append(source)
         if source.real is not None and len(source.real):  # the host patches of a masked set
@@ -196,7 +196,7 @@ def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, nu
             entry = {"fake_source": name, "condition": condition}
             for key, detector in detectors.items():
                 scores = np.r_[real_scores[key], predict(detector, fake_images)]
-                entry[key] = roc.summary(labels, scores, num_resamples, seed)
+                entry[key] = ranking.summary(labels, scores, num_resamples, seed)
             results.append(entry)
     report = {"model": str(model or "saved_models/detector"), "baseline": str(baseline) if baseline else None,
               "split": split, "patch_size": size, "real": real, "fake": fake,
@@ -216,9 +216,9 @@ def _paths(value) -> list[str]:
 
 def datasets_patchset(patches: np.ndarray):
     """One-group PatchSet of pooled real patches (the raw material of procedural fakes)."""
-    from keras_forensics import datasets
+    from keras_forensics.data.patches import PatchSet
 
-    return datasets.PatchSet(patches, np.zeros(len(patches), np.int64), ["real"])
+    return PatchSet(patches, np.zeros(len(patches), np.int64), ["real"])
 
 
 def format_table(results) -> str:

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_forensics.detection.data import newest_saved_model
+from keras_forensics import artifacts
 from keras_forensics.errors import ForensicsError
+from keras_forensics.ops import tiling
+from keras_forensics.ops.tiling import patch_corners  # noqa: F401  (inference.patch_corners)
 
-DEFAULT_MODEL = Path("saved_models") / "detector"
-#: Patches flatter than this (std of [0, 1] pixels) are not judged: training drops them too
-#: (the default `min_std` of `datasets.image_patches`).
-FLAT_PATCH_STD = 0.02
+DEFAULT_MODEL = artifacts.MODELS_DIR / "detector"
+FLAT_PATCH_STD = tiling.FLAT_PATCH_STD
 
 
 @dataclasses.dataclass
@@ -49,35 +49,9 @@ class ImageScore:
 
 def fit_image(image, patch_size: int) -> np.ndarray:
     """Up-sample (bilinear) an [H, W] image whose shorter side is below `patch_size` so that it
-    fits exactly; larger images are returned unchanged."""
+    fits exactly; larger images are returned unchanged (`ops.tiling.upsample_to_fit`)."""
     image = np.asarray(image, np.float32)
-    height, width = image.shape
-    if min(height, width) >= patch_size:
-        return image
-    factor = patch_size / min(height, width)
-    shape = tuple(max(patch_size, int(np.ceil(side * factor - 1e-6))) for side in (height, width))
-    return tf.image.resize(image[None, ..., None], shape, method="bilinear").numpy()[0, ..., 0]
-
-
-def patch_corners(height: int, width: int, patch_size: int, stride: int) -> np.ndarray:
-    """(row, column) of every patch of a grid with `stride`, the last ones touching the far edges."""
-
-    def starts(extent):
-        positions = list(range(0, extent - patch_size + 1, stride))
-        if positions[-1] != extent - patch_size:
-            positions.append(extent - patch_size)
-        return np.asarray(positions)
-
-    rows, cols = np.meshgrid(starts(height), starts(width), indexing="ij")
-    return np.stack([rows.ravel(), cols.ravel()], axis=1)
-
-
-def cut_patches(image: np.ndarray, corners: np.ndarray, patch_size: int) -> np.ndarray:
-    """[K, S, S] patches at `corners` of an [H, W] image, by one fancy-indexing gather."""
-    offsets = np.arange(patch_size)
-    rows = corners[:, 0, None, None] + offsets[None, :, None]
-    cols = corners[:, 1, None, None] + offsets[None, None, :]
-    return image[rows, cols]
+    return tiling.upsample_to_fit(image[..., None], patch_size).numpy()[..., 0]
 
 
 def heat_map(shape, corners: np.ndarray, scores: np.ndarray, patch_size: int, weights=None) -> np.ndarray:
@@ -127,27 +101,20 @@ class Detector:
     @classmethod
     def load(cls, path=None) -> "Detector":
         """A run dir (model.keras), a .keras file, or a SavedModel (TF-Serving layout or not)."""
-        path = Path(path) if path else DEFAULT_MODEL
+        path = Path(path) if path else artifacts.default_model("detector")
         if not path.exists():
             hint = (" (train one: python -m keras_forensics.train detector --preset shipped, then pass "
                     "--model runs/detector/<run>)" if path == DEFAULT_MODEL else "")
             raise ForensicsError(f"no detector at {path}{hint}")
-        keras_file = path if path.suffix == ".keras" else path / "model.keras"
+        keras_file = path if path.suffix == ".keras" else path / artifacts.MODEL_FILE
         if keras_file.is_file():
-            import keras
-
-            import keras_forensics.layers  # noqa: F401  (registers the custom layers)
-
-            return cls.from_keras(keras.saving.load_model(keras_file, compile=False), str(path))
-        saved = newest_saved_model(path)
+            return cls.from_keras(artifacts.load_keras(keras_file), str(path))
+        saved = artifacts.newest_version(path)
         if saved is None:
             raise ForensicsError(f"{path}: neither a run dir with model.keras nor a SavedModel "
                                  "(<dir>/saved_model.pb or <dir>/<version>/saved_model.pb)")
-        loaded = tf.saved_model.load(str(saved))
-        if "serving_default" not in loaded.signatures:
-            raise ForensicsError(f"{saved}: SavedModel has no serving_default signature")
-        signature = loaded.signatures["serving_default"]
-        (key, spec), = signature.structured_input_signature[1].items()
+        loaded, signature = artifacts.load_saved_model(saved)
+        key, spec = artifacts.signature_input(signature, saved)
         size = spec.shape[1]
         if size is None or spec.shape.rank != 4:
             raise ForensicsError(f"{saved}: serving_default input must be [batch, S, S, 1], got {spec.shape}")
@@ -174,27 +141,23 @@ class Detector:
         """Score an [H, W] float image in [0, 1] of any size (see the module docstring).
 
         Patches whose standard deviation is below `min_std` (empty or saturated background) carry
-        no trace to judge and were left out of training (`datasets.image_patches`); they are left
-        out of the aggregates and the heat map too, unless every patch is that flat.
+        no trace to judge and were left out of training (`data.patches.image_patches`); they are
+        left out of the aggregates and the heat map too, unless every patch is that flat. The grid
+        and this rule are ops.tiling's, which the `classify_bytes` serving signature runs too.
         """
         image = np.asarray(image, np.float32)
         if image.ndim != 2 or min(image.shape) < 1:
             raise ForensicsError(f"expected a 2-D grayscale image, got shape {image.shape}")
-        stride = int(stride or max(1, self.patch_size // 4))
-        fitted = fit_image(image, self.patch_size)
-        corners = patch_corners(*fitted.shape, self.patch_size, stride)
-        scores, spreads = [], []
-        for i in range(0, len(corners), batch_size):
-            patches = cut_patches(fitted, corners[i:i + batch_size], self.patch_size)
-            scores.append(self.predict_patches(patches, batch_size))
-            spreads.append(patches.reshape(len(patches), -1).std(axis=1))
-        scores, spreads = np.concatenate(scores), np.concatenate(spreads)
-        informative = spreads >= min_std
-        if not informative.any():
-            informative[:] = True
+        stride = int(stride or tiling.default_stride(self.patch_size))
+        fitted = tiling.upsample_to_fit(image[..., None], self.patch_size)
+        corners = tiling.patch_corners(int(fitted.shape[0]), int(fitted.shape[1]), self.patch_size, stride)
+        patches = tiling.tile_patches(fitted, self.patch_size, stride)
+        scores = self.predict_patches(patches.numpy(), batch_size)
+        informative = tiling.informative_patches(patches, min_std)
+        p_fake, p_fake_max_patch = (float(v) for v in tiling.aggregate_patch_scores(scores, informative))
+        informative = informative.numpy()
+        fitted = fitted.numpy()[..., 0]
         heat = heat_map(fitted.shape, corners, scores, self.patch_size, informative)
         if fitted.shape != image.shape:
             heat = tf.image.resize(heat[None, ..., None], image.shape, method="bilinear").numpy()[0, ..., 0]
-        judged = scores[informative]
-        return ImageScore(float(judged.mean()), float(judged.max()), heat, scores, corners, fitted.shape,
-                          informative)
+        return ImageScore(p_fake, p_fake_max_patch, heat, scores, corners, fitted.shape, informative)

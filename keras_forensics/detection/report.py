@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_forensics import spectrum
+from keras_forensics.ops import spectrum
 from keras_forensics.data import io
 from keras_forensics.detection.inference import Detector
 from keras_forensics.errors import ForensicsError

@@ -94,7 +94,7 @@ def synthetic_test(model_dir: Path, scorer, data=None, count: int = 2000, seed: 
     Returns (metrics, labels, scores) with scores = -f (higher = more alike).
     """
     from keras_forensics import config as config_lib
-    from keras_forensics import datasets
+    from keras_forensics.data import folders
     from keras_forensics.data.pipeline import fixed_triplets
     from keras_forensics.training import siamese as trainer
 
@@ -104,7 +104,7 @@ def synthetic_test(model_dir: Path, scorer, data=None, count: int = 2000, seed: 
     if scales:
         config = config_lib.replace(config, patch_scales=scales)
     if data:
-        patchset = datasets.folder(data, patch_size=config.deformation.patch_size, scales=config.patch_scales)
+        patchset = folders.folder(data, patch_size=config.deformation.patch_size, scales=config.patch_scales)
         source = f"all of {data}"
     elif config_path and (model_dir / "split.json").exists():
         split = json.loads((model_dir / "split.json").read_text())

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_forensics import spectrum
+from keras_forensics.ops import spectrum
 
 
 @keras.saving.register_keras_serializable(package="keras_forensics")

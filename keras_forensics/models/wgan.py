@@ -26,10 +26,16 @@ References:
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
 from keras_forensics.config import WGANConfig
+
+
+def sample_noise(count: int, latent_dim: int, seed: int = 0) -> np.ndarray:
+    """The generator's input: standard normal, fixed by the seed."""
+    return np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)
 
 
 def stage_filters(width: int, max_filters: int, num_stages: int) -> list[int]:

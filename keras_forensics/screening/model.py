@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
+from keras_forensics import artifacts
 from keras_forensics.errors import ForensicsError
 
 logger = logging.getLogger(__name__)
 
 #: Where the shipped Siamese model lives (TF-Serving layout: saved_models/siamese/<version>/).
-DEFAULT_MODEL = Path("saved_models") / "siamese"
+DEFAULT_MODEL = artifacts.MODELS_DIR / "siamese"
 
 NO_MODEL_HELP = (
     "no Siamese model found at {where}: pass --model RUN_DIR|MODEL.keras|SAVED_MODEL_DIR, or train one "
@@ -42,7 +42,6 @@ NO_MODEL_HELP = (
     "(python tools/export.py siamese --model_dir RUN_DIR)"
 )
 
-_VERSION = re.compile(r"^\d+$")
 
 #: Beside an exported Siamese SavedModel: what its distances mean (`SiameseScorer.describe`).
 #: Absent (saved_models/siamese/1): the paper's alpha-weighted L1, p_same = sigmoid(1 - f).
@@ -204,12 +203,12 @@ def same_model(fingerprint_a, fingerprint_b) -> bool:
 
 
 def default_model_path() -> Path:
-    """saved_models/siamese under the working directory, else under the repository checkout."""
-    candidates = [DEFAULT_MODEL, Path(__file__).resolve().parents[2] / DEFAULT_MODEL]
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    raise ForensicsError(NO_MODEL_HELP.format(where=DEFAULT_MODEL))
+    """saved_models/siamese under the working directory, else under $KERAS_FORENSICS_MODELS
+    (`artifacts.default_model`)."""
+    path = artifacts.default_model("siamese")
+    if path.exists():
+        return path
+    raise ForensicsError(NO_MODEL_HELP.format(where=f"{DEFAULT_MODEL} (nor under ${artifacts.MODELS_ENV})"))
 
 
 def load_scorer(model: str | os.PathLike | None = None) -> SiameseScorer:
@@ -221,12 +220,9 @@ def load_scorer(model: str | os.PathLike | None = None) -> SiameseScorer:
         if path.suffix != ".keras":
             raise ForensicsError(f"--model {path}: expected a .keras file, a run dir or a SavedModel folder")
         return _load_keras_file(path)
-    if (path / "saved_model.pb").is_file():
-        return _load_saved_model(path)
-    versions = sorted((int(p.name) for p in path.iterdir()
-                       if p.is_dir() and _VERSION.match(p.name) and (p / "saved_model.pb").is_file()))
-    if versions:
-        return _load_saved_model(path / str(versions[-1]))
+    saved = artifacts.newest_version(path)
+    if saved is not None:
+        return _load_saved_model(saved)
     if (path / "model.keras").is_file():
         return _load_keras_file(path / "model.keras")
     best = path / "checkpoints" / "best.keras"
@@ -241,13 +237,9 @@ def _load_saved_model(path: Path) -> SiameseScorer:
     import tensorflow as tf
 
     try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as error:  # TF raises many types for a broken folder
-        raise ForensicsError(f"{path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
-    if "embed" not in loaded.signatures:
-        raise ForensicsError(f"{path}: the SavedModel has no 'embed' signature "
-                             f"(it has {sorted(loaded.signatures)}); export it with tools/export.py siamese")
-    function = loaded.signatures["embed"]
+        loaded, function = artifacts.load_saved_model(path, "embed")
+    except ForensicsError as error:
+        raise ForensicsError(f"{error}; export it with tools/export.py siamese") from None
     _, kwargs = function.structured_input_signature
     if len(kwargs) != 1:
         raise ForensicsError(f"{path}: the 'embed' signature must take one input, it takes {sorted(kwargs)}")

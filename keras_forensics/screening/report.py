@@ -406,7 +406,7 @@ def _pair_html(record, names: dict, scorer, pictures: bool = True) -> str:
                                    f"aligned overlay (A magenta, B green; shared area {share:.0f}% of A)",
                                    "overlay"))
         if scorer is not None and not record.note:  # identical files need no explaining
-            from keras_forensics.explain import explain_pair, heat_overlay
+            from keras_forensics.screening.explain import explain_pair, heat_overlay
 
             map_a, map_b, method = explain_pair(scorer, a.image, b.image)
             content.append(_figure(heat_overlay(a.image, map_a), f"{method}: A", "similarity-map"))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_forensics.errors import ForensicsError
+from keras_forensics.metrics import ranking
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
@@ -120,18 +121,9 @@ class CombinedScore:
 
 
 def average_precision(scores, labels) -> float:
-    """Average precision (area under the precision-recall steps), ties counted as one threshold:
-    a score that cannot separate two pairs gets no credit for the order it happens to list them in."""
-    scores = np.asarray(scores, np.float64)
+    """`metrics.ranking.average_precision` with the screening's argument order, and NaN (not an
+    error) for a set without a single true pair."""
     labels = np.asarray(labels, bool)
-    positives = labels.sum()
-    if not positives:
+    if not labels.any():
         return float("nan")
-    order = np.argsort(-scores, kind="stable")
-    scores, labels = scores[order], labels[order]
-    # The last index of each run of equal scores.
-    ends = np.append(np.nonzero(np.diff(scores))[0], len(scores) - 1)
-    true_positives = np.cumsum(labels)[ends]
-    precision = true_positives / (ends + 1)
-    recall = true_positives / positives
-    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    return ranking.average_precision(labels, scores)

@@ -235,7 +235,7 @@ def load_servable(name: str, version: int, path: Path, batching: BatchingOptions
     """
     import tensorflow as tf
 
-    from keras_forensics.serving.signatures import read_signature_defs
+    from keras_forensics.serving.export import read_signature_defs
 
     loaded = tf.saved_model.load(str(path), tags=["serve"])
     definitions = read_signature_defs(path)
@@ -273,7 +273,7 @@ def replay_warmup(servable: Servable) -> int:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from keras_forensics.serving.signatures import WARMUP_FILE
+    from keras_forensics.serving.export import WARMUP_FILE
 
     path = servable.path / WARMUP_FILE
     if not path.is_file():

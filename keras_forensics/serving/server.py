@@ -4,6 +4,9 @@ Production serving is the official TensorFlow Serving (docker/). Its `tensorflow
 binary is on neither PyPI nor Debian, so this module serves the same saved_models layout with the
 same protocol, and the same client code works against both:
 
+The rooms: `app` (request handling shared by both protocols), `rest`, `grpc_service`, and this
+module (`ModelServer`, which binds both over one ModelManager, and the `serve` command).
+
 * REST (tensorflow_serving/g3doc/api_rest.md): `GET /v1/models/{m}[/versions/{v}|/labels/{l}]`
   (GetModelStatus as JSON), `GET .../metadata` (GetModelMetadata), `POST .../{m}[/versions/{v}|
   /labels/{l}]:predict` with "instances" (row) or "inputs" (columnar) bodies and {"b64": ...}
@@ -25,347 +28,23 @@ being read; an unexpected failure gets 500 and the server carries on.
 
 from __future__ import annotations
 
-import http.server
-import io
 import json
 import logging
 import os
-import re
 import signal
-import socket
-import socketserver
 import threading
-import time
-import urllib.parse
-import warnings
 from concurrent import futures
 from pathlib import Path
 
 
 from keras_forensics.errors import ForensicsError
-from keras_forensics.serving import protocol
+from keras_forensics.serving.app import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_BYTES, ServingApp
+from keras_forensics.serving.grpc_service import servicers
+from keras_forensics.serving.rest import RestHandler, RestServer
 from keras_forensics.serving.batching import BatchingOptions, read_batching_parameters
 from keras_forensics.serving.model_manager import ModelManager, ModelSource, read_model_config
-from keras_forensics.serving.protocol import ServingError, invalid
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-#: Encoded images are refused above this many pixels before they are decoded (decompression bombs).
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
-
-_PREDICT_PATH = re.compile(
-    r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)", re.IGNORECASE)
-_STATUS_PATH = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?", re.IGNORECASE)
-
-
-class ServingApp:
-    """The protocol-independent request handling shared by the REST and gRPC front ends."""
-
-    def __init__(self, manager: ModelManager, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
-        self.manager = manager
-        self.max_image_pixels = max_image_pixels
-
-    def lookup(self, name: str, version=None, label=None, signature_name: str = protocol.DEFAULT_SIGNATURE):
-        """The servable version and signature a request names (NOT_FOUND / INVALID_ARGUMENT)."""
-        servable = self.manager.servable(name, version, label)
-        return servable, servable.signature(signature_name)
-
-    def run(self, signature, inputs: dict, timeout=None) -> dict:
-        """Validate and run one request (through the batcher when batching is on)."""
-        check_image_sizes(inputs, self.max_image_pixels)
-        return signature(inputs, timeout)
-
-    def status_proto(self, name: str, version=None, label=None):
-        """GetModelStatusResponse for one model (every known version, or the one asked for)."""
-        from tensorflow_serving.apis import get_model_status_pb2, status_pb2
-
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for status in self.manager.status(name, version, label):
-            response.model_version_status.add(
-                version=status.version,
-                state=get_model_status_pb2.ModelVersionStatus.State.Value(status.state),
-                status=status_pb2.StatusProto(error_code=protocol.CODE_NAMES.index(status.error_code),
-                                              error_message=status.error_message))
-        return response
-
-    def metadata_proto(self, name: str, version=None, label=None, fields=("signature_def",)):
-        """GetModelMetadataResponse: the version's SignatureDefs, packed as TF-Serving packs them."""
-        from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
-
-        if not fields:
-            raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
-        for field in fields:
-            if field != "signature_def":
-                raise invalid(f"Metadata field {field} is not supported")
-        servable = self.manager.servable(name, version, label)
-        response = get_model_metadata_pb2.GetModelMetadataResponse(
-            model_spec=model_pb2.ModelSpec(name=name))
-        response.model_spec.version.value = servable.version
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, definition in servable.signature_defs.items():
-            signature_map.signature_def[key].CopyFrom(definition)
-        response.metadata["signature_def"].Pack(signature_map)
-        return response
-
-
-def check_image_sizes(inputs: dict, max_pixels: int) -> None:
-    """Refuse encoded images (inputs named *_bytes) above `max_pixels`, reading headers only."""
-    from PIL import Image
-
-    for key, array in inputs.items():
-        if not key.endswith("_bytes") or array.dtype.kind != "O":
-            continue
-        for index, item in enumerate(array.reshape(-1)):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    with Image.open(io.BytesIO(item)) as image:
-                        width, height = image.size
-            except Image.DecompressionBombError:  # Pillow's own limit, far above ours
-                raise invalid(f"image {index} of input '{key}' has more pixels than this server's "
-                              f"--max_image_pixels {max_pixels}") from None
-            except Exception:  # noqa: BLE001 -- undecodable: the graph's decoder gives the message
-                continue
-            if width * height > max_pixels:
-                raise invalid(f"image {index} of input '{key}' has {width}x{height} pixels, more than "
-                              f"this server's --max_image_pixels {max_pixels}")
-
-
-# ---------------------------------------------------------------------------------------------
-# REST
-
-
-class _RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-
-class RestHandler(http.server.BaseHTTPRequestHandler):
-    """TF-Serving's REST API (one instance per connection; HTTP/1.1 keep-alive)."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "keras_forensics-serving"
-    # Headers and body leave in two writes; with Nagle's algorithm the second waits for the
-    # client's delayed ACK (~40 ms on Linux) on every keep-alive request.
-    disable_nagle_algorithm = True
-
-    def setup(self):
-        self.timeout = self.server.options["timeout"]
-        super().setup()
-
-    def finish(self):
-        """After refusing an unread body, close gently so the client reads the answer.
-
-        Closing a socket with unread data resets the connection, and the client would see a broken
-        pipe instead of the 413. As web servers do (a "lingering close"), stop writing, then read
-        and discard what the client still sends, for at most a second.
-        """
-        try:
-            super().finish()
-            if getattr(self, "_linger", False):
-                self.connection.shutdown(socket.SHUT_WR)
-                self.connection.settimeout(0.2)
-                deadline = time.monotonic() + 1.0
-                while time.monotonic() < deadline and self.connection.recv(1 << 16):
-                    pass
-        except OSError:
-            pass
-
-    def log_message(self, format, *args):  # noqa: A002 -- the base class's signature
-        logger.debug("%s %s", self.address_string(), format % args)
-
-    def do_GET(self):
-        self._handle("GET")
-
-    def do_POST(self):
-        self._handle("POST")
-
-    def do_PUT(self):
-        self._handle("PUT")
-
-    def do_DELETE(self):
-        self._handle("DELETE")
-
-    def _handle(self, method: str) -> None:
-        try:
-            with self.server.options["slots"]:
-                status, body = self._dispatch(method)
-        except ServingError as error:
-            status, body = error.http_status, protocol.error_body(error.message)
-        except Exception as error:  # noqa: BLE001 -- never let a request take the server down
-            logger.exception("REST request %s %s failed", method, self.path)
-            status, body = 500, protocol.error_body(f"{type(error).__name__}: {error}")
-        self._reply(status, body)
-
-    def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length is None:
-            self.close_connection = True
-            raise invalid("a request body needs a Content-Length header")
-        try:
-            length = int(length)
-        except ValueError:
-            self.close_connection = True
-            raise invalid(f"bad Content-Length {length!r}") from None
-        limit = self.server.options["max_request_bytes"]
-        if length > limit:
-            self.close_connection = True  # the body is not read; the connection cannot be reused
-            self._linger = True
-            raise _TooLarge(f"request body of {length} bytes exceeds this server's --max_request_bytes {limit}")
-        return self.rfile.read(length)
-
-    def _dispatch(self, method: str):
-        app: ServingApp = self.server.app
-        path = urllib.parse.urlsplit(self.path).path
-        body = self._read_body() if method in ("POST", "PUT") else b""
-        malformed = invalid(f"Malformed request: {method} {path}")
-        if not path.lower().startswith("/v1/"):
-            raise ServingError("NOT_FOUND", f"Not found: {method} {path} (the API lives under /v1/)")
-        if method == "POST":
-            match = _PREDICT_PATH.fullmatch(path)
-            if not match:
-                raise malformed
-            name, version, label, verb = match.groups()
-            name = urllib.parse.unquote(name)
-            label = urllib.parse.unquote(label) if label else None
-            if verb.lower() != "predict":
-                raise ServingError("UNIMPLEMENTED", f"{verb} is not served by this development server; use predict")
-            return 200, self._predict(app, name, _version(version), label, body)
-        if method == "GET":
-            match = _STATUS_PATH.fullmatch(path)
-            if not match:
-                raise malformed
-            name, version, label, metadata = match.groups()
-            if not name:
-                raise invalid("Missing model name in request.")
-            name = urllib.parse.unquote(name)
-            label = urllib.parse.unquote(label) if label else None
-            from google.protobuf import json_format
-
-            if metadata:
-                response = app.metadata_proto(name, _version(version), label)
-                return 200, _metadata_json(response)
-            response = app.status_proto(name, _version(version), label)
-            text = json_format.MessageToJson(response, always_print_fields_with_no_presence=True)
-            return 200, text.encode()
-        raise malformed
-
-    def _predict(self, app: ServingApp, name, version, label, body: bytes) -> bytes:
-        request = protocol.parse_json_body(body)
-        signature_name = protocol.request_signature_name(request)
-        _, signature = app.lookup(name, version, label, signature_name)
-        specs = {key: dtype for key, (dtype, _) in signature.inputs.items()}
-        inputs, request_format = protocol.inputs_from_json(request, specs)
-        outputs = app.run(signature, inputs, timeout=self.server.options["timeout"])
-        return json.dumps(protocol.outputs_to_json(outputs, request_format)).encode()
-
-
-class _TooLarge(ServingError):
-    def __init__(self, message: str):
-        super().__init__("RESOURCE_EXHAUSTED", message)
-
-    @property
-    def http_status(self) -> int:
-        return 413  # Payload Too Large: TF-Serving has no body limit, HTTP has a status for it
-
-
-def _version(text):
-    return int(text) if text else None
-
-
-def _metadata_json(response) -> bytes:
-    """GetModelMetadataResponse -> JSON as TF-Serving writes it (SignatureDefMap unpacked)."""
-    from google.protobuf import json_format
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
-    options = dict(always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(signature_map)
-    document = {"model_spec": json_format.MessageToDict(response.model_spec, **options),
-                "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)}}
-    return json.dumps(document, indent=1).encode()
-
-
-# ---------------------------------------------------------------------------------------------
-# gRPC
-
-
-def _grpc_servicers(app: ServingApp):
-    """PredictionService and ModelService servicers over `app` (tensorflow_serving.apis classes)."""
-    import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import (model_service_pb2_grpc, predict_pb2,
-                                         prediction_service_pb2_grpc)
-
-    def answer(context, function, *args):
-        try:
-            return function(*args)
-        except ServingError as error:
-            context.abort(getattr(grpc.StatusCode, error.code), error.message)
-        except Exception as error:  # noqa: BLE001 -- never let a request take the server down
-            logger.exception("gRPC request failed")
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
-
-    def spec_of(model_spec):
-        version = model_spec.version.value if model_spec.HasField("version") else None
-        return model_spec.name, version, model_spec.version_label or None
-
-    def predict(request, context):
-        name, version, label = spec_of(request.model_spec)
-        inputs = {}
-        for key, proto in request.inputs.items():
-            try:
-                inputs[key] = tf.make_ndarray(proto)
-            except (ValueError, TypeError) as error:
-                raise invalid(f"input '{key}': malformed TensorProto ({error})") from None
-        servable, signature = app.lookup(name, version, label, request.model_spec.signature_name)
-        outputs = app.run(signature, inputs, timeout=context.time_remaining())
-        wanted = list(request.output_filter) or list(outputs)
-        unknown = sorted(set(wanted) - set(outputs))
-        if unknown:
-            raise invalid(f"output tensor alias not found in signature: {', '.join(unknown)}")
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature.name
-        for key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
-        return response
-
-    class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-        """Predict and GetModelMetadata; Classify, Regress and MultiInference stay UNIMPLEMENTED."""
-
-        def Predict(self, request, context):  # noqa: N802 -- gRPC method names
-            return answer(context, predict, request, context)
-
-        def GetModelMetadata(self, request, context):  # noqa: N802
-            name, version, label = spec_of(request.model_spec)
-            return answer(context, app.metadata_proto, name, version, label, list(request.metadata_field))
-
-    class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-        """GetModelStatus; HandleReloadConfigRequest stays UNIMPLEMENTED."""
-
-        def GetModelStatus(self, request, context):  # noqa: N802
-            name, version, label = spec_of(request.model_spec)
-            return answer(context, app.status_proto, name, version, label)
-
-    return PredictionServicer(), ModelServicer()
-
-
-# ---------------------------------------------------------------------------------------------
-# The server
 
 
 class ModelServer:
@@ -415,7 +94,7 @@ class ModelServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.grpc_threads,
                                                         thread_name_prefix="grpc"),
                              options=options, maximum_concurrent_rpcs=None)
-        prediction, model = _grpc_servicers(self.app)
+        prediction, model = servicers(self.app)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
         try:
@@ -430,7 +109,7 @@ class ModelServer:
 
     def _start_rest(self) -> None:
         try:
-            server = _RestServer((self.host, self.rest_api_port), RestHandler)
+            server = RestServer((self.host, self.rest_api_port), RestHandler)
         except OSError as error:
             raise ForensicsError(f"cannot listen on {self.host}:{self.rest_api_port} for REST ({error})") from None
         server.app = self.app

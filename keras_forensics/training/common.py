@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from keras_forensics import config as config_lib
+from keras_forensics.artifacts import backup_dir
 from keras_forensics.errors import ForensicsError
 
 # Fields that may change when a run is resumed (the schedule can be extended; the arithmetic
@@ -57,11 +58,9 @@ def prepare_model_dir(kind: str, model_dir, config):
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "checkpoints").mkdir(exist_ok=True)
     config_lib.save(config, path)
-    return model_dir, config, path.exists() and (model_dir / "checkpoints" / "backup").exists()
+    return model_dir, config, path.exists() and backup_dir(model_dir).exists()
 
 
-def backup_dir(model_dir) -> Path:
-    return Path(model_dir) / "checkpoints" / "backup"
 
 
 def completed_epochs(model_dir) -> int:

@@ -16,13 +16,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_forensics import datasets, generate, quality
+from keras_forensics import artifacts
 from keras_forensics.config import CycleGANTrainConfig
 from keras_forensics.data import blots
+from keras_forensics.data.io import write_png
+from keras_forensics.data.patches import PatchSet
 from keras_forensics.data.gan_batches import unpaired_batches
 from keras_forensics.data.grid import image_grid
 from keras_forensics.errors import ForensicsError
+from keras_forensics.metrics import gan_quality
 from keras_forensics.models.cyclegan import CycleGAN
+from keras_forensics.serving.export import export_generator
 from keras_forensics.training import common
 
 logger = logging.getLogger(__name__)
@@ -32,7 +36,7 @@ DEMO_DOMAINS = ("clean", "overexposed")
 
 
 def load_domain(folders: tuple[str, ...], config: CycleGANTrainConfig, demo_style, demo_seed: int,
-                flag: str) -> tuple[datasets.PatchSet, int]:
+                flag: str) -> tuple[PatchSet, int]:
     """Tiles of one domain and their bit depth: every image of the folders (grayscale or RGB
     as the model), cut into overlapping tile_size tiles, nearly flat ones dropped; or rendered
     demo blots."""
@@ -41,7 +45,7 @@ def load_domain(folders: tuple[str, ...], config: CycleGANTrainConfig, demo_styl
         if channels != 1:
             raise ForensicsError("the embedded demo domains are grayscale blots; pass --domain_a DIR --domain_b DIR "
                                  "with colour images for --channels 3")
-        return datasets.synthetic_blots(config.demo_count, size, seed=demo_seed, style=demo_style), 8
+        return blots.synthetic_blots(config.demo_count, size, seed=demo_seed, style=demo_style), 8
     return blots.folders_as_tiles(folders, flag, size=size, stride=size // 2, min_std=0.02, channels=channels)
 
 
@@ -95,13 +99,13 @@ class CycleGANMonitor(common.GANMonitor):
                    _predict(self.model.generator_ab, fake_a)]
         grid = image_grid(np.stack(columns, axis=1).reshape((-1,) + a.shape[1:]), len(columns))
         self.write_image("translations", grid, step)
-        return generate.write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid)
+        return write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid)
 
     def measure(self) -> dict:
         fake_b = _predict(self.model.generator_ab, self.validation_a)
         fake_a = _predict(self.model.generator_ba, self.validation_b)
-        to_b = quality.compare(self.validation_b, fake_b, seed=self.config.seed)
-        to_a = quality.compare(self.validation_a, fake_a, seed=self.config.seed)
+        to_b = gan_quality.compare(self.validation_b, fake_b, seed=self.config.seed)
+        to_a = gan_quality.compare(self.validation_a, fake_a, seed=self.config.seed)
         cycle = float(np.mean(np.abs(_predict(self.model.generator_ba, fake_b) - self.validation_a))
                       + np.mean(np.abs(_predict(self.model.generator_ab, fake_a) - self.validation_b)))
         return {"swd_a_to_b": to_b["swd"], "swd_b_to_a": to_a["swd"],
@@ -125,7 +129,7 @@ def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
     split_b = common.split_by_group(domain_b, config.split_fractions, config.seed, model_dir / "split_b.json")
     logger.info("tiles: a %s, b %s", len(split_a["train"]), len(split_b["train"]))
     model_config = config.model
-    generate.write_info(model_dir, {
+    artifacts.write_info(model_dir, {
         "kind": "cyclegan", "image_size": model_config.image_size, "channels": model_config.channels,
         "down_blocks": model_config.down_blocks, "bit_depth": max(depth_a, depth_b), "upsampling": model_config.upsampling,
         "domain_a": list(config.domain_a) or [f"embedded demo: {DEMO_DOMAINS[0]} rendered blots"],
@@ -147,7 +151,7 @@ def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
     wall_time, wall = common.fit_gan(model, data, model_dir, monitor, epochs, steps_per_epoch, start_epoch,
                                      config.log_every, BEST_FILE)
 
-    model.save(model_dir / generate.MODEL_FILE)
+    model.save(model_dir / artifacts.MODEL_FILE)
     monitor.set_model(model)
     steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     final_grid = monitor.write_samples(steps)
@@ -165,7 +169,7 @@ def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
     common.write_metrics(model_dir, metrics)
     print(f"validation SWD x1e3 a->b {metrics['validation']['swd_a_to_b']:.2f}, b->a "
           f"{metrics['validation']['swd_b_to_a']:.2f}, cycle loss {metrics['validation']['cycle_loss']:.4f}; "
-          f"model: {model_dir / generate.MODEL_FILE}", flush=True)
+          f"model: {model_dir / artifacts.MODEL_FILE}", flush=True)
     if config.export_base:
-        print(f"exported {generate.export('cyclegan', model_dir, config.export_base)}", flush=True)
+        print(f"exported {export_generator('cyclegan', model_dir, config.export_base)}", flush=True)
     return model_dir

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_forensics import metrics as ranking
+from keras_forensics.metrics import ranking
 from keras_forensics.config import DescriptorTrainConfig
 from keras_forensics.data.deformations import CopyAugmenter
 from keras_forensics.data.pipeline import fixed_view_pairs, view_pair_dataset

@@ -24,11 +24,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_forensics import datasets
+from keras_forensics.data import folders
 from keras_forensics.config import DetectorTrainConfig
 from keras_forensics.data.deformations import split_seed
-from keras_forensics.detection import data, evaluation
-from keras_forensics.detection.augment import RobustnessAugmenter
+from keras_forensics.data.augment import RobustnessAugmenter
+from keras_forensics.detection import evaluation
+from keras_forensics.detection import sources as data_sources
 from keras_forensics.errors import ForensicsError
 from keras_forensics.models import detector as detector_model
 from keras_forensics.training import common
@@ -40,23 +41,23 @@ BEST_FILE = "checkpoints/best.keras"
 GENERATED_VALIDATION = 512  # fixed generated patches per generator in validation and test
 
 
-def load_sources(config: DetectorTrainConfig) -> list[data.Source]:
-    """Every --real and --fake argument as a `data.Source` (or the embedded demo without either)."""
+def load_sources(config: DetectorTrainConfig) -> list[data_sources.Source]:
+    """Every --real and --fake argument as a `data_sources.Source` (or the embedded demo without either)."""
     size = config.model.input_size
     if not config.real and not config.fake:
-        real = datasets.sample_micrographs(patch_size=size, seed=config.seed)
-        return [data.Source("sample_micrographs", real=real, fake=data.upsampling_fakes(real, config.seed))]
+        real = folders.sample_micrographs(patch_size=size, seed=config.seed)
+        return [data_sources.Source("sample_micrographs", real=real, fake=data_sources.upsampling_fakes(real, config.seed))]
     kwargs = dict(patch_size=size, real_per_masked_image=config.real_per_masked_image,
                   max_patches_per_image=config.max_patches_per_image, seed=config.seed,
                   group_by=config.group_by)
-    sources = [data.load_source(path, "real", **kwargs) for path in config.real]
+    sources = [data_sources.load_source(path, "real", **kwargs) for path in config.real]
     reals = [s.real for s in sources if s.real is not None]
     demo_real = None
     if reals:
         demo_real = reals[0]
         for part in reals[1:]:
             demo_real = demo_real.concatenate(part)
-    sources += [data.load_source(path, "fake", demo_real=demo_real, **kwargs) for path in config.fake]
+    sources += [data_sources.load_source(path, "fake", demo_real=demo_real, **kwargs) for path in config.fake]
     seen = {}
     for source in sources:  # unique names: they key split.json
         count = seen.get(source.name, 0)
@@ -70,13 +71,13 @@ def load_sources(config: DetectorTrainConfig) -> list[data.Source]:
     return sources
 
 
-def split_sources(sources, config: DetectorTrainConfig, model_dir) -> dict[str, list[data.Source]]:
+def split_sources(sources, config: DetectorTrainConfig, model_dir) -> dict[str, list[data_sources.Source]]:
     """Each source split by group, fixed by the seed; split.json maps source -> split -> groups."""
     path = Path(model_dir) / "split.json"
     if path.exists():
         split = json.loads(path.read_text())
     else:
-        split = {s.name: data.split_source(s, config.split_fractions, config.seed) for s in sources}
+        split = {s.name: data_sources.split_source(s, config.split_fractions, config.seed) for s in sources}
         path.write_text(json.dumps(split, indent=2) + "\n")
     out = {}
     for part in ("train", "validation", "test"):

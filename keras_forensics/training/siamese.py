@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_forensics import datasets
+from keras_forensics.data import folders
+from keras_forensics.data.patches import PatchSet, save_split
 from keras_forensics.config import SiameseTrainConfig
 from keras_forensics.data.pipeline import TRIPLET_KEYS, fixed_triplets, triplet_dataset
 from keras_forensics.data.preview import triplet_grid
@@ -25,22 +26,22 @@ MODEL_FILE = "model.keras"  # the final triplet model (best weights), input of t
 BEST_FILE = "checkpoints/best.keras"
 
 
-def load_patches(config: SiameseTrainConfig) -> datasets.PatchSet:
+def load_patches(config: SiameseTrainConfig) -> PatchSet:
     """The configured folders (or the embedded sample micrographs), as grouped patches."""
     size = config.deformation.patch_size
     scales = config.patch_scales
     if not config.data:
-        return datasets.sample_micrographs(patch_size=size, seed=config.seed, scales=scales)
+        return folders.sample_micrographs(patch_size=size, seed=config.seed, scales=scales)
     patchset = None
     for folder in config.data:
         if not Path(folder).is_dir():
             raise ForensicsError(f"--data {folder}: no such folder")
-        part = datasets.folder(folder, patch_size=size, mode=config.patch_mode, seed=config.seed,
+        part = folders.folder(folder, patch_size=size, mode=config.patch_mode, seed=config.seed,
                                group_by=config.group_by, scales=scales)
         part.names = [f"{Path(folder).name}/{n}" for n in part.names]
         patchset = part if patchset is None else patchset.concatenate(part)
     if config.include_embedded:
-        patchset = patchset.concatenate(datasets.sample_micrographs(patch_size=size, seed=config.seed,
+        patchset = patchset.concatenate(folders.sample_micrographs(patch_size=size, seed=config.seed,
                                                                      scales=scales))
     return patchset
 
@@ -79,10 +80,10 @@ def split_patches(patchset, config: SiameseTrainConfig, model_dir) -> dict:
                 "other groups), so its training images could be in this run's test split; "
                 "fine-tune on the same --data, or start from a .keras file"
             )
-        datasets.save_split(split, path)
+        save_split(split, path)
     else:
         split = patchset.split(config.split_fractions, seed=config.seed)
-        datasets.save_split(split, path)
+        save_split(split, path)
     return {name: patchset.subset(groups) for name, groups in split.items()}
 
 

@@ -21,13 +21,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_forensics import datasets, generate, quality
+from keras_forensics import artifacts
 from keras_forensics.config import WGANTrainConfig
 from keras_forensics.data import blots
+from keras_forensics.data.io import write_png
+from keras_forensics.data.patches import PatchSet
 from keras_forensics.data.gan_batches import critic_batches
 from keras_forensics.data.grid import image_grid
 from keras_forensics.errors import ForensicsError
-from keras_forensics.models.wgan import WGAN
+from keras_forensics.metrics import gan_quality
+from keras_forensics.models.wgan import WGAN, sample_noise
+from keras_forensics.serving.export import export_generator
 from keras_forensics.training import common
 
 logger = logging.getLogger(__name__)
@@ -35,14 +39,14 @@ logger = logging.getLogger(__name__)
 BEST_FILE = "checkpoints/best.keras"  # the lowest validation SWD
 
 
-def load_blots(config: WGANTrainConfig) -> tuple[datasets.PatchSet, int]:
+def load_blots(config: WGANTrainConfig) -> tuple[PatchSet, int]:
     """The configured blot folders (or rendered blots) as resolution-sized tiles, and their bit depth."""
     size, channels = config.model.resolution, config.model.channels
     if not config.data:
         if channels != 1:
             raise ForensicsError("the rendered default blots are grayscale; pass --data DIR with colour images "
                                  "for --channels 3")
-        return datasets.synthetic_blots(config.synthetic_count, size, seed=config.seed), 8
+        return blots.synthetic_blots(config.synthetic_count, size, seed=config.seed), 8
     return blots.folders_as_tiles(config.data, "--data", size=size, scale=config.data_scale,
                                   stride=config.patch_stride or None, min_std=config.min_std,
                                   polarity=config.polarity, group_by=config.group_by, channels=channels)
@@ -54,7 +58,7 @@ def as_model_images(patches: np.ndarray) -> np.ndarray:
     return images[..., None] if images.ndim == 3 else images
 
 
-def fixed_real_images(patchset: datasets.PatchSet, count: int, seed: int) -> np.ndarray:
+def fixed_real_images(patchset: PatchSet, count: int, seed: int) -> np.ndarray:
     """Up to `count` patches drawn without replacement, fixed by the seed (validation and test)."""
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(patchset), min(count, len(patchset)), replace=False))
@@ -110,17 +114,17 @@ class WGANMonitor(common.GANMonitor):
         self.validation = validation
         self.bit_depth = bit_depth
         latent = config.model.latent_dim
-        self.grid_noise = generate.sample_noise(config.sample_grid ** 2, latent, config.seed + 7)
-        self.validation_noise = generate.sample_noise(len(validation), latent, config.seed + 8)
+        self.grid_noise = sample_noise(config.sample_grid ** 2, latent, config.seed + 7)
+        self.validation_noise = sample_noise(len(validation), latent, config.seed + 8)
 
     def write_samples(self, step: int) -> Path:
         grid = image_grid(generate_images(self.model.generator, self.grid_noise), self.config.sample_grid)
         self.write_image("samples", grid, step)
-        return generate.write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid, self.bit_depth)
+        return write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid, self.bit_depth)
 
     def measure(self) -> dict:
         fake = generate_images(self.model.generator, self.validation_noise)
-        return quality.compare(self.validation, fake, seed=self.config.seed, **swd_options(self.config))
+        return gan_quality.compare(self.validation, fake, seed=self.config.seed, **swd_options(self.config))
 
 
 def swd_options(config: WGANTrainConfig) -> dict:
@@ -149,7 +153,7 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
     splits = common.split_by_group(patchset, config.split_fractions, config.seed, model_dir / "split.json")
     logger.info("tiles: %s", {k: (len(v), v.num_groups) for k, v in splits.items()})
     split_names = {name: part.names for name, part in splits.items()}
-    generate.write_info(model_dir, generator_info(config, bit_depth, split_names))
+    artifacts.write_info(model_dir, generator_info(config, bit_depth, split_names))
 
     steps_per_epoch = config.validate_every
     epochs = common.epochs_for(config.steps, steps_per_epoch)
@@ -167,11 +171,11 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
 
     steps = int(keras.ops.convert_to_numpy(model.generator_optimizer.iterations))
     model = float32_copy(model, config, epochs * steps_per_epoch)
-    model.save(model_dir / generate.MODEL_FILE)
+    model.save(model_dir / artifacts.MODEL_FILE)
     monitor.set_model(model)
     final_grid = monitor.write_samples(steps)
     test = fixed_real_images(splits["test"], config.validation_images, config.seed + 2)
-    fake = generate_images(model.generator, generate.sample_noise(len(test), config.model.latent_dim, config.seed + 9))
+    fake = generate_images(model.generator, sample_noise(len(test), config.model.latent_dim, config.seed + 9))
     reference = fixed_real_images(splits["train"], len(test), config.seed + 3)
     metrics = {
         "steps": steps,
@@ -179,7 +183,7 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
         "wall_time_s_this_run": round(wall, 1),
         "wall_time_s_total": wall_time.total(),
         "seconds_per_step": round(wall / max(steps - start_epoch * steps_per_epoch, 1), 3),
-        "test": quality.compare(test, fake, reference=reference, seed=config.seed, **swd_options(config)),
+        "test": gan_quality.compare(test, fake, reference=reference, seed=config.seed, **swd_options(config)),
         "test_images": len(test),
         "train_tiles": len(splits["train"]),
         "source_groups": {k: v.num_groups for k, v in splits.items()},
@@ -190,9 +194,9 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
     print(f"test SWD x1e3 {test_figures['swd']:.2f} (real vs real {test_figures['swd_real_reference']:.2f}), "
           f"spectral distance {test_figures['spectral_distance']:.3f} "
           f"(real vs real {test_figures['spectral_distance_real_reference']:.3f}); model: "
-          f"{model_dir / generate.MODEL_FILE}", flush=True)
+          f"{model_dir / artifacts.MODEL_FILE}", flush=True)
     if config.export_base:
-        print(f"exported {generate.export('wgan', model_dir, config.export_base)}", flush=True)
+        print(f"exported {export_generator('wgan', model_dir, config.export_base)}", flush=True)
     return model_dir
 
 
@@ -239,17 +243,17 @@ def evaluate(model, data: tuple[str, ...] | None = None, n: int = 512, seed: int
     and, beside it, <stem>_real_vs_generated.png: held-out real blots (top half) above generated
     ones (bottom half), to judge by eye.
     """
-    loaded = generate.load(model, "wgan")
+    loaded = artifacts.load_generator(model, "wgan")
     real, reference = _real_blots_of(loaded.info, tuple(data) if data else None)
     rng = np.random.default_rng(seed)
     real = real[np.sort(rng.choice(len(real), min(n, len(real)), replace=False))]
     if reference is not None:
         reference = reference[np.sort(rng.choice(len(reference), min(len(real), len(reference)), replace=False))]
-    noise = generate.sample_noise(len(real), int(loaded.info["latent_dim"]), seed + 1)
+    noise = sample_noise(len(real), int(loaded.info["latent_dim"]), seed + 1)
     fake = np.concatenate([loaded.sample(noise[start:start + batch_size])
                            for start in range(0, len(noise), batch_size)])
     started = time.perf_counter()
-    result = quality.compare(real, fake, reference=reference, seed=seed)
+    result = gan_quality.compare(real, fake, reference=reference, seed=seed)
     result.update({"real_images": len(real), "generated_images": len(fake), "model": str(loaded.source),
                    "seconds": round(time.perf_counter() - started, 2)})
     source = Path(model)
@@ -270,4 +274,4 @@ def write_comparison(path, real, fake, columns: int = 8, rows: int = 3, seed: in
     top = image_grid(real[chosen], columns, gap=4, background=0.5)
     bottom = image_grid(fake[:count], columns, gap=4, background=0.5)
     band = np.full((max(12, top.shape[0] // 30), top.shape[1], top.shape[2]), 0.5, np.float32)
-    return generate.write_png(path, np.concatenate([top, band, bottom]), 8)
+    return write_png(path, np.concatenate([top, band, bottom]), 8)

@@ -204,10 +204,10 @@ def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path, capsys):
 
     # A run stopped before its end has no model.keras: export, like generate, uses its latest
     # checkpoint, and the SavedModel reproduces it (the export checks that itself).
-    from keras_forensics.serving import signatures
+    from keras_forensics.serving import export as exporting
 
     (run / "model.keras").unlink()
-    exported = signatures.export("wgan", run, export_base=tmp_path / "saved", version=1, verbose=False)
+    exported = exporting.export("wgan", run, export_base=tmp_path / "saved", version=1, verbose=False)
     assert (exported.path / "saved_model.pb").is_file() and max(exported.max_abs_diff.values()) < 1e-4
 
 

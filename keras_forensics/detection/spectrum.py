@@ -1,11 +1,9 @@
-"""Frequency analysis of images: 2-D log spectra and azimuthally averaged 1-D power spectra.
+"""The `spectrum` command: folder statistics of spectra, the Fig. 1E drawing, and the comparison.
 
-GAN up-sampling leaves periodic high-frequency artefacts that show in the spectrum (Wang et al.
-2022, Fig. 1E; Durall et al. 2020; Frank et al. 2020). Batched TensorFlow ops.
-
-On top of the core: `high_frequency_ratio` (share of power above a cutoff radius), folder
-statistics (`spectrum_statistics`, mean +/- std), the Fig. 1E drawing (`plot_comparison`) and
-`run`, the `python -m keras_forensics spectrum INPUT... --out DIR [--compare REAL_DIR]` command.
+`python -m keras_forensics spectrum INPUT... --out DIR [--compare REAL_DIR]`: statistics of
+every input (`spectrum_statistics`, mean +/- std over tiles), the drawing of Wang et al. 2022,
+Fig. 1E (`plot_comparison`), and how well the high-frequency ratio separates each input from the
+real set. The spectra themselves are computed by keras_forensics.ops.spectrum.
 """
 
 from __future__ import annotations
@@ -18,80 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_forensics.errors import ForensicsError
-
-
-def _hann(size: int):
-    return tf.signal.hann_window(size, periodic=False, dtype=tf.float32)
-
-
-def power_spectrum_2d(images, window: bool = True):
-    """Centred power spectrum |FFT|^2 of [B, H, W] (or [B, H, W, 1]) images in [0, 1].
-
-    The mean is removed and (by default) a 2-D Hann window applied, so image borders do not
-    smear energy along the axes.
-    """
-    images = tf.convert_to_tensor(images, tf.float32)
-    if images.shape.rank == 4:
-        images = images[..., 0]
-    images = images - tf.reduce_mean(images, axis=[1, 2], keepdims=True)
-    if window:
-        h, w = images.shape[1], images.shape[2]
-        images = images * (_hann(h)[:, None] * _hann(w)[None, :])[None]
-    spectrum = tf.signal.fft2d(tf.cast(images, tf.complex64))
-    power = tf.math.real(spectrum * tf.math.conj(spectrum))
-    return tf.signal.fftshift(power, axes=[1, 2])
-
-
-def log_spectrum_2d(images, window: bool = True):
-    """log(1 + power), centred: what people look at."""
-    return tf.math.log1p(power_spectrum_2d(images, window))
-
-
-def radial_bins(height: int, width: int, num_bins: int | None = None) -> np.ndarray:
-    """Integer radius bin of every frequency of a centred [height, width] spectrum."""
-    num_bins = num_bins or min(height, width) // 2
-    radius = normalised_radius(height, width)
-    return np.minimum((radius * num_bins).astype(np.int32), num_bins)  # corners go in the last bin
-
-
-def normalised_radius(height: int, width: int) -> np.ndarray:
-    """Frequency radius of every entry of a centred [height, width] spectrum: 1 at the Nyquist
-    frequency of each axis (so ~1.41 in the corners)."""
-    y = np.arange(height) - height // 2
-    x = np.arange(width) - width // 2
-    return np.sqrt((y[:, None] / (height / 2)) ** 2 + (x[None, :] / (width / 2)) ** 2)
-
-
-def azimuthal_average(spectra, num_bins: int | None = None):
-    """Mean of [B, H, W] spectra over rings of equal radius -> [B, num_bins] (DC first, Nyquist last)."""
-    spectra = tf.convert_to_tensor(spectra, tf.float32)
-    h, w = spectra.shape[1], spectra.shape[2]
-    num_bins = num_bins or min(h, w) // 2
-    bins = tf.constant(radial_bins(h, w, num_bins).reshape(-1))
-    flat = tf.reshape(spectra, [-1, h * w])
-    sums = tf.math.unsorted_segment_sum(tf.transpose(flat), bins, num_bins + 1)
-    counts = tf.math.unsorted_segment_sum(tf.ones([h * w]), bins, num_bins + 1)
-    return tf.transpose(sums / counts[:, None])[:, :num_bins]
-
-
-def azimuthal_power_spectrum(images, num_bins: int | None = None, window: bool = True, log: bool = True):
-    """The 1-D power spectrum profile of each image, [B, num_bins]; log10 by default."""
-    profile = azimuthal_average(power_spectrum_2d(images, window), num_bins)
-    return tf.math.log(profile + 1e-12) / tf.math.log(10.0) if log else profile
-
-
-def high_frequency_ratio(images, cutoff: float = 0.5, window: bool = True):
-    """Share of each image's (mean-removed, windowed) power at radii >= `cutoff` x Nyquist, [B].
-
-    Natural images put almost all their power at low frequencies (a 1/f^2 fall-off), so the share
-    is small; the up-sampling of GAN generators adds periodic high-frequency energy that raises
-    it (Durall et al. 2020; Frank et al. 2020; Wang et al. 2022, Fig. 1E).
-    """
-    power = power_spectrum_2d(images, window)
-    h, w = power.shape[1], power.shape[2]
-    high = tf.constant(normalised_radius(h, w) >= cutoff, tf.float32)
-    total = tf.reduce_sum(power, axis=[1, 2])
-    return tf.reduce_sum(power * high[None], axis=[1, 2]) / tf.maximum(total, 1e-12)
+from keras_forensics.ops.spectrum import azimuthal_average, high_frequency_ratio, power_spectrum_2d
 
 
 @dataclasses.dataclass
@@ -212,10 +137,10 @@ def input_statistics(source, size: int = 64, cutoff: float = 0.5, max_tiles_per_
                      seed: int = 0) -> SpectrumStatistics:
     """`spectrum_statistics` of one command-line input: an image file, a folder (recursive), or a
     masked set (a folder with tampered/ and mask/, whose masked squares are analysed)."""
-    from keras_forensics.detection import data
+    from keras_forensics.detection import sources
 
     path = Path(source)
-    patches, count = data.source_patches(path, size, max_patches_per_image=max_tiles_per_image, seed=seed)
+    patches, count = sources.source_patches(path, size, max_patches_per_image=max_tiles_per_image, seed=seed)
     return spectrum_statistics(patches.patches, path.name or str(path), images=count, cutoff=cutoff)
 
 
@@ -224,7 +149,7 @@ def run(inputs, out, compare: str | None = None, size: int = 64, cutoff: float =
     """The `spectrum` command: statistics of every input into OUT/spectra.json and a PNG each;
     with `compare` (a real folder), one PNG of the real set against every input
     (OUT/compare.png, Wang et al. Fig. 1E) and the separation of each by the high-frequency ratio."""
-    from keras_forensics.detection import roc
+    from keras_forensics.metrics import ranking
 
     if not inputs and not compare:
         raise ForensicsError("give at least one image or folder (and optionally --compare REAL_DIR)")
@@ -246,7 +171,7 @@ def run(inputs, out, compare: str | None = None, size: int = 64, cutoff: float =
                 "name": stats.name,
                 "high_frequency_ratio_difference": stats.high_frequency_ratio_mean - real.high_frequency_ratio_mean,
                 # How well the single number separates the two sets (0.5 = not at all).
-                "high_frequency_ratio_auc": roc.roc_auc(
+                "high_frequency_ratio_auc": ranking.roc_auc(
                     np.r_[np.zeros(real.tiles), np.ones(stats.tiles)],
                     np.r_[real.high_frequency_ratios, stats.high_frequency_ratios]),
                 "profile_log10_difference": [round(float(v), 5) for v in stats.profile_mean - real.profile_mean],

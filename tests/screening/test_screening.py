@@ -356,12 +356,12 @@ def test_model_loading_savedmodel_newest_version_and_errors(tmp_path, model_file
     from keras_forensics.errors import ForensicsError
     from keras_forensics.screening.model import load_scorer
 
-    signatures = pytest.importorskip("keras_forensics.serving.signatures")
+    modules = pytest.importorskip("keras_forensics.serving.modules")
     keras_scorer = load_scorer(model_file)
     base = tmp_path / "saved_models" / "siamese"
     triplet = tiny_triplet_model()
     triplet.load_weights(model_file)
-    module = signatures.SiameseServing(triplet.get_layer("embedding"), triplet.get_layer("distance"))
+    module = modules.SiameseServing(triplet.get_layer("embedding"), triplet.get_layer("distance"))
     tf.saved_model.save(module, str(base / "2"), signatures=module.concrete_signatures())
     (base / "1").mkdir()  # an older version folder (here empty) is not chosen
     (base / "10").mkdir()  # nor a version folder without a SavedModel

@@ -36,8 +36,8 @@ from keras_forensics.serving.model_manager import ModelManager, read_model_confi
 from keras_forensics.serving.protocol import ServingError
 from keras_forensics.serving.server import ModelServer
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tf_serving_rest"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "tf_serving_rest"
 PROTOCOLS = ("rest", "grpc")
 MAX_IMAGE_PIXELS = 4_000_000
 

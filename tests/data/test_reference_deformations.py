@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 from reference_deformations import STRUCTURES, ReferenceDeformer, _disc_distance, _local_edit_loops  # noqa: E402
 

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_forensics import datasets
+from keras_forensics import artifacts
 from keras_forensics.data import io
+from keras_forensics.data import patches as patch_sets
+from keras_forensics.data.folders import folder
 from keras_forensics.errors import ForensicsError
 
 logger = logging.getLogger(__name__)
@@ -44,22 +46,7 @@ def is_masked_set(path) -> bool:
 def is_generator(path) -> bool:
     """A SavedModel (or a TF-Serving base folder of numbered versions) or a run dir with model.keras."""
     path = Path(path)
-    return _saved_model_dir(path) is not None or (path / "model.keras").is_file()
-
-
-def _saved_model_dir(path: Path) -> Path | None:
-    if (path / "saved_model.pb").is_file():
-        return path
-    if path.is_dir():
-        versions = [p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
-        if versions:
-            return max(versions, key=lambda p: int(p.name))
-    return None
-
-
-def newest_saved_model(path) -> Path | None:
-    """The SavedModel in `path` itself, or its newest numeric version (TF-Serving layout)."""
-    return _saved_model_dir(Path(path))
+    return artifacts.newest_version(path) is not None or (path / artifacts.MODEL_FILE).is_file()
 
 
 @dataclasses.dataclass
@@ -73,8 +60,8 @@ class Source:
     """
 
     name: str
-    real: datasets.PatchSet | None = None
-    fake: datasets.PatchSet | None = None
+    real: patch_sets.PatchSet | None = None
+    fake: patch_sets.PatchSet | None = None
     generator: "GeneratorSource | None" = None
     num_images: int = 0
     derived: bool = False
@@ -156,20 +143,20 @@ def masked_set(directory, patch_size: int = 64, real_per_image: int = 2, seed: i
         raise ForensicsError(f"{directory}: no synthetic square of at least {patch_size} px")
 
     def patchset(patches, groups):
-        return datasets.PatchSet(datasets.to_uint8(np.stack(patches)), np.asarray(groups), list(names))
+        return patch_sets.PatchSet(patch_sets.to_uint8(np.stack(patches)), np.asarray(groups), list(names))
 
     return Source(directory.name, real=patchset(real, real_groups) if real else None,
                   fake=patchset(fake, fake_groups), num_images=len(pairs))
 
 
 def plain_folder(directory, patch_size: int = 64, max_per_image: int | None = 32, seed: int = 0,
-                 group_by: str | None = None) -> tuple[datasets.PatchSet, int]:
+                 group_by: str | None = None) -> tuple[patch_sets.PatchSet, int]:
     """Patches (half-overlapping tiles, at most `max_per_image` per file) of every image below
     `directory`; group names are prefixed with the folder's name. Returns (patches, images read)."""
     directory = Path(directory)
     if not directory.exists():
         raise ForensicsError(f"{directory}: no such file or folder")
-    patches = datasets.folder(directory, patch_size=patch_size, mode="tiles", stride=patch_size // 2,
+    patches = folder(directory, patch_size=patch_size, mode="tiles", stride=patch_size // 2,
                               seed=seed, group_by=group_by, max_per_image=max_per_image)
     prefix = directory.name if directory.is_dir() else directory.parent.name
     patches.names = [f"{prefix}/{n}" for n in patches.names]
@@ -177,7 +164,7 @@ def plain_folder(directory, patch_size: int = 64, max_per_image: int | None = 32
 
 
 def source_patches(path, patch_size: int = 64, max_patches_per_image: int | None = 32,
-                   seed: int = 0) -> tuple[datasets.PatchSet, int]:
+                   seed: int = 0) -> tuple[patch_sets.PatchSet, int]:
     """The patches one command-line input stands for: the squares of a masked set, else the tiles
     of an image file or folder. Returns (patches, number of image files)."""
     path = Path(path)
@@ -189,7 +176,7 @@ def source_patches(path, patch_size: int = 64, max_patches_per_image: int | None
 
 def load_source(path, label: str, patch_size: int = 64, real_per_masked_image: int = 2,
                 max_patches_per_image: int | None = 32, seed: int = 0, group_by: str | None = None,
-                demo_real: datasets.PatchSet | None = None) -> Source:
+                demo_real: patch_sets.PatchSet | None = None) -> Source:
     """One `--real` (label "real") or `--fake` (label "fake") argument as a `Source`."""
     if label == "fake" and str(path) == UPSAMPLING_FAKES:
         if demo_real is None:
@@ -209,11 +196,11 @@ def load_source(path, label: str, patch_size: int = 64, real_per_masked_image: i
 
 
 def split_source(source: Source, fractions, seed: int) -> dict[str, list[str]]:
-    """Whole groups to train / validation / test (`datasets.PatchSet.split`); generators have none."""
+    """Whole groups to train / validation / test (`patch_sets.PatchSet.split`); generators have none."""
     if source.generator is not None:
         return {"train": [], "validation": [], "test": []}
     names = source.group_names
-    empty = datasets.PatchSet(np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64), names)
+    empty = patch_sets.PatchSet(np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64), names)
     return empty.split(fractions, seed=seed)
 
 
@@ -244,13 +231,13 @@ def transposed_upsample(images, seed: int = 0, factor: int = 2):
     return tf.clip_by_value(out, 0.0, 1.0)
 
 
-def upsampling_fakes(real: datasets.PatchSet, seed: int = 0, batch_size: int = 512) -> datasets.PatchSet:
+def upsampling_fakes(real: patch_sets.PatchSet, seed: int = 0, batch_size: int = 512) -> patch_sets.PatchSet:
     """`transposed_upsample` of every real patch (same groups): a procedural fake source."""
     out = []
     for start in range(0, len(real), batch_size):
         chunk = real.patches[start:start + batch_size, ..., None].astype(np.float32) / 255.0
         out.append(transposed_upsample(chunk, seed)[..., 0].numpy())
-    return datasets.PatchSet(datasets.to_uint8(np.concatenate(out)), real.groups.copy(), list(real.names))
+    return patch_sets.PatchSet(patch_sets.to_uint8(np.concatenate(out)), real.groups.copy(), list(real.names))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,37 +257,15 @@ class GeneratorSource:
     def __init__(self, path, patch_size: int = 64):
         self.path = Path(path)
         self.patch_size = patch_size
-        saved = newest_saved_model(self.path)
+        saved = artifacts.newest_version(self.path)
         if saved is not None:
-            loaded = tf.saved_model.load(str(saved))
-            if "serving_default" not in loaded.signatures:
-                raise ForensicsError(f"{saved}: SavedModel has no serving_default signature")
-            function = loaded.signatures["serving_default"]
-            specs = function.structured_input_signature[1]
-            if len(specs) != 1:
-                raise ForensicsError(f"{saved}: expected a generator signature with one input (noise), "
-                                     f"got {sorted(specs)}")
-            (key, spec), = specs.items()
+            loaded, function = artifacts.load_saved_model(saved)
+            key, spec = artifacts.signature_input(function, saved)
             self._loaded = loaded  # keeps the variables alive
             self._call = lambda noise: _first_output(function(**{key: noise}))
             input_shape = spec.shape
         else:
-            import importlib
-            import pkgutil
-
-            import keras
-
-            import keras_forensics.layers  # noqa: F401  (registers the custom layers)
-            import keras_forensics.models
-
-            # Every model module registers its classes (WGAN, CycleGAN, ...) when imported.
-            for module in pkgutil.iter_modules(keras_forensics.models.__path__):
-                importlib.import_module(f"keras_forensics.models.{module.name}")
-            try:
-                model = keras.saving.load_model(self.path / "model.keras", compile=False)
-            except Exception as error:  # a model of a kind this code cannot rebuild
-                reason = str(error).splitlines()[0][:200]
-                raise ForensicsError(f"{self.path / 'model.keras'}: cannot load ({reason})") from None
+            model = artifacts.load_keras(self.path / artifacts.MODEL_FILE)
             generator = getattr(model, "generator", model)
             self._call = lambda noise: _first_output(generator(noise, training=False))
             input_shape = tf.TensorShape(generator.input_shape)
@@ -328,11 +293,11 @@ class GeneratorSource:
             images = tf.image.stateless_random_crop(images, [count, size, size, 1], seeds[1])
         return images
 
-    def patches(self, count: int, seed: int = 0, batch_size: int = 64) -> datasets.PatchSet:
+    def patches(self, count: int, seed: int = 0, batch_size: int = 64) -> patch_sets.PatchSet:
         """A fixed set of `count` generated patches (one group), for evaluation."""
         parts = [self.sample(min(batch_size, count - start), [seed, start]).numpy()[..., 0]
                  for start in range(0, count, batch_size)]
-        return datasets.PatchSet(datasets.to_uint8(np.concatenate(parts)), np.zeros(count, np.int64),
+        return patch_sets.PatchSet(patch_sets.to_uint8(np.concatenate(parts)), np.zeros(count, np.int64),
                                  [self.path.name])
 
 

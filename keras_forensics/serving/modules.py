@@ -1,4 +1,4 @@
-"""Export trained models as TF-Serving SavedModels with named signatures.
+"""The serving modules: one `tf.Module` per model kind, whose functions are its named signatures.
 
 Each model kind has a `tf.Module` whose `tf.function`s are the serving signatures, with named
 inputs and outputs (never Keras's auto-generated `output_0`):
@@ -22,10 +22,7 @@ so a panel scores the same everywhere; the detector's `classify_bytes` scores an
 on the same patch grid as the `detect` command (see `DetectorServing`). `weighted_embedding` is alpha * embedding: L1 distances
 between weighted embeddings equal the Siamese distance f (see `WeightedL1Distance`).
 
-`export(kind, model_dir, export_base)` writes `export_base/<name>/<version>/` atomically (a
-temporary folder beside it, then a rename), adds TF-Serving warm-up requests in
-`assets.extra/tf_serving_warmup_requests`, and before the rename reloads the SavedModel with
-`tf.saved_model.load` and checks every signature against the Keras model on a fixed input.
+Writing these modules as SavedModels is keras_forensics.serving.export.
 
 Layout and naming follow TF Model Garden's `official/vision/serving/export_base.py` (a module per
 model with tensor and encoded-bytes signatures, decoding inside the graph).
@@ -34,12 +31,7 @@ model with tensor and encoded-bytes signatures, decoding inside the graph).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import os
-import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -47,22 +39,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_forensics import preprocessing
+from keras_forensics import artifacts, preprocessing
 from keras_forensics.errors import ForensicsError
+from keras_forensics.ops import tiling
 from keras_forensics.serving.protocol import encode_png
 
 KINDS = ("siamese", "detector", "wgan", "cyclegan")
-
-#: Where TF-Serving looks for warm-up requests inside a version folder.
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-
-#: The reload check's tolerance: every output of every signature, max absolute difference.
-TOLERANCE = 1e-5
-
-MODEL_FILE = "model.keras"
-
-_VERSION = re.compile(r"^\d+$")
-
 
 @dataclasses.dataclass
 class Endpoint:
@@ -287,11 +269,13 @@ class DetectorServing(ServingModule):
     """The real/fake detector's signatures.
 
     `serving_default` scores patches of the model's input size. `classify_bytes` scores encoded
-    images of any size exactly as the `detect` command does (keras_forensics.detection.inference,
-    `Detector.score` with its default stride): the grayscale image is up-sampled (bilinear) when
-    its shorter side is below the patch size, cut into patches on a grid of stride a quarter patch
-    with the last row and column touching the far edges, and `p_fake` is the mean and
-    `p_fake_max_patch` the maximum of the patch scores. The export check compares the two.
+    images of any size exactly as the `detect` command does (`Detector.score` with its default
+    stride): both cut and aggregate with keras_forensics.ops.tiling -- the grayscale image is
+    up-sampled (bilinear) when its shorter side is below the patch size, cut into patches on a
+    grid of stride a quarter patch with the last row and column touching the far edges, flat
+    patches (std < FLAT_PATCH_STD) are ignored unless all are flat, and `p_fake` is the mean and
+    `p_fake_max_patch` the maximum of the remaining patch scores. The export check compares the
+    graph with the same ops run eagerly on the Keras model.
 
     Args:
         model: a Keras model, one grayscale input [B, S, S, 1] (float32 in [0, 1]) -> p_fake
@@ -331,21 +315,24 @@ class DetectorServing(ServingModule):
         return _p_fake_of(self.model(images, training=False))
 
     def _image_scores(self, data):
-        scores = self._p_fake(tile_patches(preprocessing.decode_to_gray(data), self.patch_size))
-        return tf.reduce_mean(scores), tf.reduce_max(scores)
+        """(p_fake, p_fake_max_patch) of one encoded image: ops.tiling's grid and rule."""
+        patches = tiling.tile_patches(preprocessing.decode_to_gray(data), self.patch_size)
+        return tiling.aggregate_patch_scores(self._p_fake(patches), tiling.informative_patches(patches))
 
     def _p_fake_reference(self, images):
         return np.asarray(_p_fake_of(_predict(self.model, images))).reshape(-1)
 
     def _bytes_reference(self, inputs):
-        """What `python -m keras_forensics detect` computes for the same files."""
-        from keras_forensics.detection.inference import Detector
-
-        detector = Detector(lambda patches: self._p_fake_reference(np.asarray(patches)), self.patch_size)
-        verdicts = [detector.score(preprocessing.decode_to_gray(tf.constant(data)).numpy()[..., 0])
-                    for data in inputs["image_bytes"]]
-        return {"p_fake": np.array([v.p_fake for v in verdicts], np.float32),
-                "p_fake_max_patch": np.array([v.p_fake_max_patch for v in verdicts], np.float32)}
+        """The same files scored eagerly, one by one, by the Keras model itself (what the `detect`
+        command computes: it runs the same ops.tiling functions)."""
+        scores = []
+        for data in inputs["image_bytes"]:
+            patches = tiling.tile_patches(preprocessing.decode_to_gray(tf.constant(data)), self.patch_size)
+            predicted = tf.constant(self._p_fake_reference(patches.numpy()))
+            scores.append([float(v) for v in tiling.aggregate_patch_scores(
+                predicted, tiling.informative_patches(patches))])
+        scores = np.asarray(scores, np.float32).reshape(-1, 2)
+        return {"p_fake": scores[:, 0], "p_fake_max_patch": scores[:, 1]}
 
 
 def _p_fake_of(outputs):
@@ -361,47 +348,6 @@ def _p_fake_of(outputs):
     if len(shape) != 1:
         raise ForensicsError(f"the detector must return p_fake of shape [B] or [B, 1], got {shape}")
     return outputs
-
-
-def _patch_starts(length, patch_size: int, stride: int):
-    """Grid positions along one side; the last patch touches the far edge."""
-    last = length - patch_size
-    return tf.unique(tf.concat([tf.range(0, last + 1, stride), [last]], axis=0)).y
-
-
-def fit_to_patch(image, patch_size: int):
-    """[H, W, C] -> the same, up-sampled (bilinear) so that its shorter side is at least a patch.
-
-    In-graph twin of keras_forensics.detection.inference.fit_image (same sizes, same resize op).
-    """
-    height, width = tf.shape(image, tf.int64)[0], tf.shape(image, tf.int64)[1]
-    shorter = tf.minimum(height, width)
-
-    def upsample():
-        factor = patch_size / tf.cast(shorter, tf.float64)
-        new_height = tf.math.ceil(tf.cast(height, tf.float64) * factor - 1e-6)
-        new_width = tf.math.ceil(tf.cast(width, tf.float64) * factor - 1e-6)
-        shape = tf.cast(tf.maximum(tf.stack([new_height, new_width]), float(patch_size)), tf.int32)
-        return tf.image.resize(image, shape, method="bilinear")
-
-    return tf.cond(shorter < patch_size, upsample, lambda: image)
-
-
-def tile_patches(image, patch_size: int, stride: int | None = None):
-    """[H, W, C] -> [N, patch_size, patch_size, C]: the `detect` command's patch grid, in-graph.
-
-    The image is fitted with `fit_to_patch`; patches start every `stride` (default a quarter
-    patch) and the last row and column touch the far edges (inference.patch_corners).
-    """
-    stride = int(stride or max(1, patch_size // 4))
-    image = fit_to_patch(image, patch_size)
-    height, width, channels = tf.shape(image)[0], tf.shape(image)[1], tf.shape(image)[2]
-    span = tf.range(patch_size)
-    rows = _patch_starts(height, patch_size, stride)[:, None] + span[None, :]  # [ny, P]
-    cols = _patch_starts(width, patch_size, stride)[:, None] + span[None, :]  # [nx, P]
-    patches = tf.gather(tf.gather(image, rows), cols, axis=2)  # [ny, P, nx, P, C]
-    patches = tf.transpose(patches, [0, 2, 1, 3, 4])
-    return tf.reshape(patches, [-1, patch_size, patch_size, channels])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,41 +446,21 @@ def _require_file(path: Path, kind: str) -> Path:
     return path
 
 
-def _register_custom_objects(kind: str) -> None:
-    """Import keras_forensics.models.<kind> if it exists, so its layers deserialise."""
-    try:
-        importlib.import_module(f"keras_forensics.models.{kind}")
-    except ModuleNotFoundError as error:
-        if error.name != f"keras_forensics.models.{kind}":
-            raise
-
-
-def _load_keras(path: Path) -> keras.Model:
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad file; name the file once.
-        raise ForensicsError(f"{path}: cannot load the Keras model ({type(error).__name__}: {error})") from None
-
-
 def load_detector(model_dir) -> DetectorServing:
     """A detector run dir: model.keras maps image patches -> p_fake."""
-    _register_custom_objects("detector")
-    return DetectorServing(_load_keras(_require_file(Path(model_dir) / MODEL_FILE, "detector")))
+    return DetectorServing(artifacts.load_keras(_require_file(Path(model_dir) / artifacts.MODEL_FILE, "detector")))
 
 
 def load_wgan(model_dir) -> GeneratorServing:
     """A WGAN run dir: generator.keras, or model.keras holding the WGAN (its `.generator`) or the
     generator itself, or -- a run in progress or stopped early -- its latest checkpoint (what
     `generate` and `evaluate` use for such a run)."""
-    _register_custom_objects("wgan")
     model_dir = Path(model_dir)
     if (model_dir / "generator.keras").is_file():
-        return GeneratorServing(_load_keras(model_dir / "generator.keras"))
-    if not (model_dir / MODEL_FILE).is_file() and (model_dir / "config.json").is_file():
-        from keras_forensics import generate
-
-        return GeneratorServing(generate.load_run_model("wgan", model_dir).generator)
-    model = _load_keras(_require_file(model_dir / MODEL_FILE, "wgan"))
+        return GeneratorServing(artifacts.load_keras(model_dir / "generator.keras"))
+    if not (model_dir / artifacts.MODEL_FILE).is_file() and (model_dir / "config.json").is_file():
+        return GeneratorServing(artifacts.load_run_model("wgan", model_dir).generator)
+    model = artifacts.load_keras(_require_file(model_dir / artifacts.MODEL_FILE, "wgan"))
     return GeneratorServing(getattr(model, "generator", model))
 
 
@@ -550,12 +476,11 @@ CYCLEGAN_GENERATOR_ATTRIBUTES = (
 def load_cyclegan(model_dir) -> CycleGANServing:
     """A CycleGAN run dir: generator_a_to_b.keras + generator_b_to_a.keras, or model.keras holding
     both generators under one of CYCLEGAN_GENERATOR_ATTRIBUTES."""
-    _register_custom_objects("cyclegan")
     model_dir = Path(model_dir)
     files = (model_dir / "generator_a_to_b.keras", model_dir / "generator_b_to_a.keras")
     if all(path.is_file() for path in files):
-        return CycleGANServing(_load_keras(files[0]), _load_keras(files[1]))
-    model = _load_keras(_require_file(model_dir / MODEL_FILE, "cyclegan"))
+        return CycleGANServing(artifacts.load_keras(files[0]), artifacts.load_keras(files[1]))
+    model = artifacts.load_keras(_require_file(model_dir / artifacts.MODEL_FILE, "cyclegan"))
     for a_to_b, b_to_a in CYCLEGAN_GENERATOR_ATTRIBUTES:
         if hasattr(model, a_to_b) and hasattr(model, b_to_a):
             return CycleGANServing(getattr(model, a_to_b), getattr(model, b_to_a))
@@ -577,180 +502,3 @@ def load_serving_module(kind: str, model_dir) -> ServingModule:
     return LOADERS[kind](model_dir)
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing, checking, describing
-
-
-@dataclasses.dataclass
-class ExportResult:
-    """What `export` wrote: the version folder, its version number and the reload check's errors."""
-
-    path: Path
-    version: int
-    max_abs_diff: dict  # signature -> largest |SavedModel - Keras| over its outputs
-    summary: str
-
-    def as_dict(self) -> dict:
-        """A flat dict for the CLI."""
-        return {"path": str(self.path), "version": self.version,
-                **{f"max_abs_diff_{name}": value for name, value in self.max_abs_diff.items()}}
-
-
-def existing_versions(model_base: Path) -> list[int]:
-    """The numeric version folders under a model's base path, ascending."""
-    if not model_base.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_base.iterdir() if p.is_dir() and _VERSION.match(p.name))
-
-
-def export(kind: str, model_dir, export_base="saved_models", version: int | None = None,
-           overwrite: bool = False, name: str | None = None, verbose: bool = True,
-           extra_assets: dict | None = None) -> ExportResult:
-    """Export a run dir to `export_base/<name>/<version>/` (name defaults to the kind).
-
-    Steps: build the serving module; save it with every named signature to a temporary folder
-    beside the target; write the warm-up requests (and `extra_assets`, file name -> bytes or
-    text, into assets.extra/); reload it with `tf.saved_model.load` and compare every signature
-    with the Keras model on a fixed input (max abs diff < TOLERANCE); rename the folder into
-    place. A failed check leaves nothing behind.
-
-    Raises:
-        ForensicsError: unknown kind, missing files, an existing version without `overwrite`,
-            or a signature that does not reproduce the Keras model.
-    """
-    name = name or kind
-    model_base = Path(export_base) / name
-    if version is None:
-        version = (existing_versions(model_base) or [0])[-1] + 1
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise ForensicsError(f"--version must be a non-negative whole number, got {version!r}")
-    target = model_base / str(version)
-    if target.exists() and not overwrite:
-        raise ForensicsError(f"{target} exists; pass --overwrite to replace it, or choose another --version")
-
-    module = load_serving_module(kind, model_dir)
-    model_base.mkdir(parents=True, exist_ok=True)
-    # A dot-folder beside the target: same file system (so the rename is atomic) and not a
-    # number, so a server watching model_base never tries to load it.
-    temporary = model_base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-    try:
-        tf.saved_model.save(module, str(temporary), signatures=module.concrete_signatures())
-        write_warmup_requests(temporary, name, {n: e.example for n, e in module.endpoints.items()})
-        # the run's split travels with the model: which images it never saw (its test split)
-        split = Path(model_dir) / "split.json"
-        assets = {"split.json": split.read_bytes()} if split.is_file() else {}
-        for file_name, content in {**assets, **module.extra_assets(), **(extra_assets or {})}.items():
-            data = content.encode() if isinstance(content, str) else bytes(content)
-            (temporary / "assets.extra" / Path(file_name).name).write_bytes(data)
-        differences = check_saved_model(temporary, module)
-        _move_into_place(temporary, target, overwrite)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
-    summary = describe(target)
-    if verbose:
-        print(summary, flush=True)
-    return ExportResult(target, version, differences, summary)
-
-
-def _move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:
-    if target.exists():
-        if not overwrite:
-            raise ForensicsError(f"{target} appeared during the export; not replacing it")
-        retired = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
-        os.replace(target, retired)  # then the new version takes its place in one rename
-        os.replace(temporary, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(temporary, target)
-
-
-def check_saved_model(path, module: ServingModule, tolerance: float = TOLERANCE) -> dict:
-    """Reload `path` and run every signature on its example; compare with the Keras reference.
-
-    Returns signature -> max abs difference. Raises ForensicsError on a missing signature or
-    output, or a difference of `tolerance` or more.
-    """
-    loaded = tf.saved_model.load(str(path))
-    differences = {}
-    for name, endpoint in module.endpoints.items():
-        if name not in loaded.signatures:
-            raise ForensicsError(f"reload check: signature {name!r} missing from {path}")
-        function = loaded.signatures[name]
-        served = function(**{key: tf.constant(value) for key, value in endpoint.example.items()})
-        expected = endpoint.reference(endpoint.example)
-        if set(served) != set(expected):
-            raise ForensicsError(f"reload check: {name} returns {sorted(served)}, Keras {sorted(expected)}")
-        worst = 0.0
-        for key, value in expected.items():
-            got = served[key].numpy()
-            value = np.asarray(value)
-            if got.shape != value.shape:
-                raise ForensicsError(f"reload check: {name}/{key} has shape {got.shape}, Keras {value.shape}")
-            worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - value))) if value.size else 0.0)
-        if not worst < tolerance:
-            raise ForensicsError(f"reload check: {name} differs from the Keras model by {worst:.3g} "
-                                 f"(tolerance {tolerance:g})")
-        differences[name] = worst
-    return differences
-
-
-def write_warmup_requests(saved_model_dir, model_name: str, examples: dict) -> Path:
-    """assets.extra/tf_serving_warmup_requests: one PredictionLog per signature (TFRecord).
-
-    TF-Serving replays these when it loads the version, so the first real request does not pay
-    for graph initialisation.
-    """
-    try:
-        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-    except ImportError:
-        raise ForensicsError("export needs tensorflow-serving-api: pip install keras_forensics[serving]") from None
-    path = Path(saved_model_dir) / WARMUP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for signature, inputs in examples.items():
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            for key, value in inputs.items():
-                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-    return path
-
-
-def read_signature_defs(saved_model_dir) -> dict:
-    """signature name -> SignatureDef proto of the 'serve' MetaGraph in saved_model.pb."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = Path(saved_model_dir) / "saved_model.pb"
-    saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString(path.read_bytes())
-    for meta_graph in saved_model.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
-    raise ForensicsError(f"{path}: no MetaGraph tagged 'serve'")
-
-
-def _shape_text(tensor_shape) -> str:
-    if tensor_shape.unknown_rank:
-        return "unknown_rank"
-    return "(" + ", ".join(str(d.size) for d in tensor_shape.dim) + ")"
-
-
-def describe(saved_model_dir) -> str:
-    """The SignatureDefs in `saved_model_cli show --dir DIR --all` layout."""
-    from tensorflow.core.framework import types_pb2
-
-    lines = [f"MetaGraphDef with tag-set: 'serve' contains the following SignatureDefs ({saved_model_dir}):", ""]
-    for name, signature in sorted(read_signature_defs(saved_model_dir).items()):
-        lines.append(f"signature_def['{name}']:")
-        for title, tensors in (("input", signature.inputs), ("output", signature.outputs)):
-            lines.append(f"  The given SavedModel SignatureDef contains the following {title}(s):")
-            for key in sorted(tensors):
-                info = tensors[key]
-                lines += [f"    {title}s['{key}'] tensor_info:",
-                          f"        dtype: {types_pb2.DataType.Name(info.dtype)}",
-                          f"        shape: {_shape_text(info.tensor_shape)}",
-                          f"        name: {info.name}"]
-        lines += [f"  Method name is: {signature.method_name}", ""]
-    return "\n".join(lines)

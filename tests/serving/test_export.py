@@ -1,4 +1,4 @@
-"""tools/export.py and keras_forensics.serving.signatures: SavedModels with named signatures."""
+"""tools/export.py, keras_forensics.serving.modules and serving.export: SavedModels with named modules."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ import serving_support
 from keras_forensics import preprocessing
 from keras_forensics.data.io import decode_image_bytes
 from keras_forensics.errors import ForensicsError
-from keras_forensics.serving import signatures
+from keras_forensics.ops import tiling
+from keras_forensics.serving import export as exporting
+from keras_forensics.serving import modules
 from keras_forensics.serving.protocol import encode_png
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def signature_table(path) -> dict:
@@ -29,7 +31,7 @@ def signature_table(path) -> dict:
                 for key, info in tensors.items()}
 
     return {name: (table(d.inputs), table(d.outputs))
-            for name, d in signatures.read_signature_defs(path).items() if not name.startswith("__")}
+            for name, d in exporting.read_signature_defs(path).items() if not name.startswith("__")}
 
 
 def test_siamese_signatures_are_named_as_the_issue_specifies():
@@ -45,16 +47,16 @@ def test_siamese_signatures_are_named_as_the_issue_specifies():
         "embed_bytes": ({"image_bytes": ("string", encoded)}, embed_out),
     }
     # Each weight is stored once, under the tf.Variable the functions read (what TF-Serving restores).
-    module = signatures.load_siamese(serving_support.run_dir("siamese"))
+    module = modules.load_siamese(serving_support.run_dir("siamese"))
     stored = [name for name, _ in tf.train.list_variables(str(result.path / "variables" / "variables"))
               if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
     assert len(stored) == len(module.embedding.variables) + len(module.distance.variables)
     assert set(result.max_abs_diff) == {"serving_default", "embed", "similarity_bytes", "embed_bytes"}
-    assert all(value < signatures.TOLERANCE for value in result.max_abs_diff.values())
+    assert all(value < exporting.TOLERANCE for value in result.max_abs_diff.values())
 
 
 def test_siamese_saved_model_reproduces_keras_and_the_shared_preprocessing(rng):
-    module = signatures.load_siamese(serving_support.run_dir("siamese"))
+    module = modules.load_siamese(serving_support.run_dir("siamese"))
     loaded = tf.saved_model.load(str(serving_support.exported("siamese").path))
     images = rng.random((3, 128, 128, 1)).astype(np.float32)
     others = images[::-1].copy()
@@ -96,7 +98,7 @@ def test_siamese_saved_model_reproduces_keras_and_the_shared_preprocessing(rng):
 def test_warmup_requests_cover_every_signature():
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = serving_support.exported("siamese").path / signatures.WARMUP_FILE
+    path = serving_support.exported("siamese").path / exporting.WARMUP_FILE
     records = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
     requests = {r.predict_log.request.model_spec.signature_name: r.predict_log.request for r in records}
     assert set(requests) == {"serving_default", "embed", "similarity_bytes", "embed_bytes"}
@@ -122,14 +124,14 @@ def test_saved_model_cli_runs_the_exported_siamese_with_the_keras_values(tmp_pat
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    module = signatures.load_siamese(serving_support.run_dir("siamese"))
+    module = modules.load_siamese(serving_support.run_dir("siamese"))
     expected = module.pair_model({"image_a": images, "image_b": images[::-1]}, training=False)
     np.testing.assert_allclose(np.load(out / "distance.npy"), expected["distance"].numpy(), atol=1e-5)
     np.testing.assert_allclose(np.load(out / "p_same.npy"), expected["p_same"].numpy(), atol=1e-5)
 
 
 def test_describe_matches_saved_model_cli_show_layout():
-    text = signatures.describe(serving_support.exported("siamese").path)
+    text = exporting.describe(serving_support.exported("siamese").path)
     assert "signature_def['similarity_bytes']:" in text
     assert "    inputs['image_a_bytes'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in text
     assert "    outputs['weighted_embedding'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 8)" in text
@@ -138,36 +140,36 @@ def test_describe_matches_saved_model_cli_show_layout():
 
 def test_versions_are_numbered_written_atomically_and_never_silently_replaced(tmp_path):
     run = serving_support.run_dir("wgan")
-    first = signatures.export("wgan", run, export_base=tmp_path, verbose=False)
-    second = signatures.export("wgan", run, export_base=tmp_path, verbose=False)
+    first = exporting.export("wgan", run, export_base=tmp_path, verbose=False)
+    second = exporting.export("wgan", run, export_base=tmp_path, verbose=False)
     assert (first.version, second.version) == (1, 2)
     assert sorted(p.name for p in (tmp_path / "wgan").iterdir()) == ["1", "2"]  # no temporary folders
     with pytest.raises(ForensicsError, match="exists; pass --overwrite"):
-        signatures.export("wgan", run, export_base=tmp_path, version=1, verbose=False)
+        exporting.export("wgan", run, export_base=tmp_path, version=1, verbose=False)
     before = (tmp_path / "wgan" / "1" / "saved_model.pb").stat().st_ino
-    replaced = signatures.export("wgan", run, export_base=tmp_path, version=1, overwrite=True, verbose=False)
+    replaced = exporting.export("wgan", run, export_base=tmp_path, version=1, overwrite=True, verbose=False)
     assert replaced.version == 1 and (tmp_path / "wgan" / "1" / "saved_model.pb").stat().st_ino != before
     assert sorted(p.name for p in (tmp_path / "wgan").iterdir()) == ["1", "2"]
 
 
 def test_extra_assets_are_part_of_the_atomic_write(tmp_path):
-    result = signatures.export("wgan", serving_support.run_dir("wgan"), export_base=tmp_path, verbose=False,
+    result = exporting.export("wgan", serving_support.run_dir("wgan"), export_base=tmp_path, verbose=False,
                                extra_assets={"generator.json": '{"bit_depth": 16}'})
     assert (result.path / "assets.extra" / "generator.json").read_text() == '{"bit_depth": 16}'
-    assert (result.path / signatures.WARMUP_FILE).is_file()
+    assert (result.path / exporting.WARMUP_FILE).is_file()
 
 
 def test_a_failed_reload_check_leaves_nothing_behind(tmp_path, monkeypatch):
-    original = signatures.GeneratorServing.__init__
+    original = modules.GeneratorServing.__init__
 
     def wrong_reference(self, generator, name="wgan_serving"):
         original(self, generator, name)
         endpoint = self._endpoints["serving_default"]
         endpoint.reference = lambda inputs: {"images": np.ones((2, 16, 16, 1), np.float32) * 5}
 
-    monkeypatch.setattr(signatures.GeneratorServing, "__init__", wrong_reference)
+    monkeypatch.setattr(modules.GeneratorServing, "__init__", wrong_reference)
     with pytest.raises(ForensicsError, match="reload check: serving_default differs"):
-        signatures.export("wgan", serving_support.run_dir("wgan"), export_base=tmp_path, verbose=False)
+        exporting.export("wgan", serving_support.run_dir("wgan"), export_base=tmp_path, verbose=False)
     assert list((tmp_path / "wgan").iterdir()) == []
 
 
@@ -199,18 +201,26 @@ def test_detector_export_scores_images_of_any_size_like_the_detect_command():
     assert len(detect.score(large.astype(np.float32)).patch_scores) == 6 * 3  # rows 0, 8, .., 32, 38; columns 0, 8, 13
 
 
+def cut_patches(image: np.ndarray, corners: np.ndarray, patch_size: int) -> np.ndarray:
+    """The reference: [K, S, S] patches at `corners` of an [H, W] image, by NumPy indexing."""
+    offsets = np.arange(patch_size)
+    rows = corners[:, 0, None, None] + offsets[None, :, None]
+    cols = corners[:, 1, None, None] + offsets[None, None, :]
+    return image[rows, cols]
+
+
 def test_tile_patches_is_the_detect_commands_patch_grid():
-    from keras_forensics.detection.inference import cut_patches, fit_image, patch_corners
+    from keras_forensics.detection.inference import fit_image, patch_corners
 
     rng = np.random.default_rng(6)
     for height, width in ((7, 5), (16, 16), (40, 23), (3, 30)):
         image = rng.random((height, width)).astype(np.float32)
-        tiled = signatures.tile_patches(tf.constant(image[..., None]), 8).numpy()[..., 0]
+        tiled = tiling.tile_patches(tf.constant(image[..., None]), 8).numpy()[..., 0]
         fitted = fit_image(image, 8)
         expected = cut_patches(fitted, patch_corners(*fitted.shape, 8, 2), 8)
         np.testing.assert_allclose(tiled, expected, atol=1e-6)
     corner = np.arange(16 * 12, dtype=np.float32).reshape(16, 12, 1)
-    tiled = signatures.tile_patches(tf.constant(corner), 8).numpy()
+    tiled = tiling.tile_patches(tf.constant(corner), 8).numpy()
     np.testing.assert_array_equal(tiled[-1], corner[8:16, 4:12])  # the last patch ends at the far corner
 
 
@@ -256,7 +266,7 @@ def test_cyclegan_model_file_with_generator_attributes(tmp_path):
     model = TwoGenerators(serving_support.make_translator(7, "g"), serving_support.make_translator(8, "f"))
     model(np.zeros((1, 8, 8, 3), np.float32))
     model.save(tmp_path / "model.keras")
-    module = signatures.load_cyclegan(tmp_path)
+    module = modules.load_cyclegan(tmp_path)
     images = np.random.default_rng(9).random((1, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(module.a_to_b(tf.constant(images))["images"].numpy(),
                                model.generator_g(images).numpy(), atol=1e-6)
@@ -266,15 +276,15 @@ def test_cyclegan_model_file_with_generator_attributes(tmp_path):
 
 def test_clear_errors_for_bad_run_dirs(tmp_path):
     with pytest.raises(ForensicsError, match="unknown model kind 'gan'"):
-        signatures.load_serving_module("gan", tmp_path)
+        modules.load_serving_module("gan", tmp_path)
     with pytest.raises(ForensicsError, match="no such folder"):
-        signatures.load_serving_module("siamese", tmp_path / "missing")
+        modules.load_serving_module("siamese", tmp_path / "missing")
     with pytest.raises(ForensicsError, match="model.keras: no such file"):
-        signatures.load_serving_module("detector", tmp_path)
+        modules.load_serving_module("detector", tmp_path)
     serving_support.make_wgan_run(tmp_path)  # a WGAN generator as model.keras is no CycleGAN
     (tmp_path / "generator.keras").rename(tmp_path / "model.keras")
     with pytest.raises(ForensicsError, match="no generator_a_to_b.keras"):
-        signatures.load_serving_module("cyclegan", tmp_path)
+        modules.load_serving_module("cyclegan", tmp_path)
 
 
 def export_cli():
@@ -306,4 +316,4 @@ def test_export_cli_writes_a_version(tmp_path, capsys):
     assert "signature_def['b_to_a']:" in printed  # the saved_model_cli-style summary
     assert "path:" in printed and str(tmp_path / "cyclegan" / "7") in printed
     assert (tmp_path / "cyclegan" / "7" / "saved_model.pb").is_file()
-    assert (tmp_path / "cyclegan" / "7" / signatures.WARMUP_FILE).is_file()
+    assert (tmp_path / "cyclegan" / "7" / exporting.WARMUP_FILE).is_file()

@@ -1,15 +1,15 @@
-"""Frequency analysis (keras_forensics/spectrum.py) and its layers."""
+"""Frequency analysis (keras_forensics/ops/spectrum_command.py, detection/spectrum_command.py) and its layers."""
 
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_forensics import spectrum
-from keras_forensics.detection.data import transposed_upsample
-from keras_forensics.layers import AzimuthalSpectrum, LogSpectrum
+from keras_forensics.detection import spectrum as spectrum_command
+from keras_forensics.detection.sources import transposed_upsample
+from keras_forensics.ops import spectrum
+from keras_forensics.layers import AzimuthalSpectrum
 
 
 def test_sinusoid_peaks_at_its_frequency():
@@ -68,25 +68,12 @@ def test_high_frequency_ratio_bounds(rng):
 
 def test_statistics_mean_and_std(rng):
     tiles = rng.random((10, 32, 32)).astype(np.float32)
-    stats = spectrum.spectrum_statistics(tiles, "noise")
+    stats = spectrum_command.spectrum_statistics(tiles, "noise")
     profiles = spectrum.azimuthal_power_spectrum(tiles).numpy()
     np.testing.assert_allclose(stats.profile_mean, profiles.mean(0), atol=1e-4)
     np.testing.assert_allclose(stats.profile_std, profiles.std(0), atol=1e-4)
     assert stats.tiles == 10 and stats.log_spectrum_mean.shape == (32, 32)
     assert json.loads(json.dumps(stats.to_json()))["tiles"] == 10
-
-
-@pytest.mark.parametrize("layer", [LogSpectrum(), AzimuthalSpectrum(num_bins=8, relative=True)])
-def test_spectrum_layers_round_trip(layer, tmp_path, rng):
-    images = rng.random((3, 16, 16, 1)).astype(np.float32)
-    rebuilt = layer.__class__.from_config(layer.get_config())
-    np.testing.assert_allclose(layer(images), rebuilt(images), atol=1e-6)
-    inputs = keras.Input((16, 16, 1))
-    model = keras.Model(inputs, layer(inputs))
-    assert model.output.shape[1:] == layer.compute_output_shape((None, 16, 16, 1))[1:]
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
 
 
 def test_relative_profile_ignores_contrast(rng):

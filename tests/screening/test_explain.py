@@ -62,7 +62,7 @@ def test_map_of_a_half_erased_copy_concentrates_on_the_kept_half():
     """
     from conftest import DATA
     from keras_forensics.data.io import read_image
-    from keras_forensics.explain import similarity_map
+    from keras_forensics.screening.explain import similarity_map
     from keras_forensics.screening.model import load_scorer
 
     model = _trained_siamese()
@@ -82,7 +82,7 @@ def test_map_of_a_half_erased_copy_concentrates_on_the_kept_half():
 
 
 def test_similarity_map_comes_back_in_panel_pixels(tiny_model):
-    from keras_forensics.explain import _to_panel, last_conv_layer, similarity_map
+    from keras_forensics.screening.explain import _to_panel, last_conv_layer, similarity_map
 
     assert last_conv_layer(tiny_model.get_layer("embedding")) == "stage1_conv2"
     image = _textures(np.random.default_rng(1), 1)[0][:40]  # 40 x 64: padded top and bottom
@@ -102,7 +102,7 @@ def test_similarity_map_comes_back_in_panel_pixels(tiny_model):
 
 
 def test_saliency_fallback_and_report_overlay(tiny_model):
-    from keras_forensics.explain import explain_pair, heat_overlay
+    from keras_forensics.screening.explain import explain_pair, heat_overlay
     from keras_forensics.screening.model import SiameseScorer
 
     embedding, distance = tiny_model.get_layer("embedding"), tiny_model.get_layer("distance")

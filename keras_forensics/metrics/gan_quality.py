@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_forensics.errors import ForensicsError
-from keras_forensics.spectrum import azimuthal_power_spectrum
+from keras_forensics.ops.spectrum import azimuthal_power_spectrum
 
 #: The 5-tap binomial filter of Burt and Adelson's pyramid, as in ProGAN's code.
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0

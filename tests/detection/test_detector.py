@@ -10,7 +10,9 @@ import tensorflow as tf
 from conftest import DATA, requires_data
 
 from keras_forensics.config import DetectorConfig, RobustnessConfig
-from keras_forensics.detection import augment, data, evaluation, inference, roc
+from keras_forensics.data import augment
+from keras_forensics.detection import evaluation, inference, sources
+from keras_forensics.metrics import ranking
 from keras_forensics.errors import ForensicsError
 from keras_forensics.models import detector as detector_model
 
@@ -50,21 +52,21 @@ def test_detector_separates_trivially_different_classes(trained_detector):
     images = np.concatenate([smooth_patches(rng, 64), noise_patches(rng, 64)])[..., None]
     labels = np.r_[np.zeros(64), np.ones(64)]
     scores = evaluation.predict(trained_detector, images)
-    assert roc.roc_auc(labels, scores) > 0.99
+    assert ranking.roc_auc(labels, scores) > 0.99
     assert np.mean((scores >= 0.5) == labels) > 0.95
 
 
 def test_spectral_baseline_separates_checkerboard_fakes(textured_image):
     keras.utils.set_random_seed(0)
     tiles = textured_image.reshape(16, 16, 16, 16).transpose(0, 2, 1, 3).reshape(-1, 16, 16, 1)
-    fakes = data.transposed_upsample(tiles, seed=2).numpy()
+    fakes = sources.transposed_upsample(tiles, seed=2).numpy()
     images = np.concatenate([tiles, fakes])
     labels = np.r_[np.zeros(len(tiles)), np.ones(len(fakes))].astype(np.float32)[:, None]
     model = detector_model.build_spectral_baseline(DetectorConfig(kind="spectral", input_size=16))
     detector_model.adapt_spectral_baseline(model, images)
     model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
     model.fit(images, labels, batch_size=64, epochs=30, verbose=0)
-    assert roc.roc_auc(labels[:, 0], evaluation.predict(model, images)) > 0.95
+    assert ranking.roc_auc(labels[:, 0], evaluation.predict(model, images)) > 0.95
 
 
 @pytest.mark.parametrize("config", [DetectorConfig(input_size=SIZE, filters=(8, 16), spectrum_branch=True,
@@ -88,13 +90,13 @@ def test_bootstrap_ci_contains_the_point_and_narrows_with_n():
     for count in (100, 1600):
         labels = np.r_[np.zeros(count), np.ones(count)]
         scores = np.r_[rng.normal(0, 1, count), rng.normal(1, 1, count)]
-        auc = roc.roc_auc(labels, scores)
-        low, high = roc.bootstrap_auc(labels, scores, num_resamples=500, seed=0)
+        auc = ranking.roc_auc(labels, scores)
+        low, high = ranking.bootstrap_auc(labels, scores, num_resamples=500, seed=0)
         assert low < auc < high
         widths.append(high - low)
     # The width of a CI shrinks as 1/sqrt(n): 16x the samples, about a quarter of the width.
     assert widths[1] < 0.4 * widths[0]
-    assert roc.bootstrap_auc(labels, scores, 200, seed=3) == roc.bootstrap_auc(labels, scores, 200, seed=3)
+    assert ranking.bootstrap_auc(labels, scores, 200, seed=3) == ranking.bootstrap_auc(labels, scores, 200, seed=3)
 
 
 def test_roc_figures_match_brute_force():
@@ -103,14 +105,14 @@ def test_roc_figures_match_brute_force():
     scores = np.round(rng.normal(labels, 1.0), 1)  # with ties
     positive, negative = scores[labels == 1], scores[labels == 0]
     brute = np.mean(positive[:, None] > negative[None]) + 0.5 * np.mean(positive[:, None] == negative[None])
-    assert roc.roc_auc(labels, scores) == pytest.approx(brute)
-    fpr, tpr, _ = roc.roc_curve(labels, scores)
+    assert ranking.roc_auc(labels, scores) == pytest.approx(brute)
+    fpr, tpr, _ = ranking.roc_curve(labels, scores)
     assert np.trapezoid(tpr, fpr) == pytest.approx(brute)
-    perfect = roc.summary([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], num_resamples=50)
+    perfect = ranking.summary([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], num_resamples=50)
     assert perfect["auc"] == 1.0 and perfect["average_precision"] == 1.0 and perfect["eer"] == 0.0
     assert perfect["accuracy_at_0.5"] == 1.0 and perfect["accuracy_at_eer_threshold"] == 1.0
     with pytest.raises(ForensicsError):
-        roc.roc_auc([1, 1], [0.2, 0.3])
+        ranking.roc_auc([1, 1], [0.2, 0.3])
 
 
 def test_heat_map_of_a_composite_peaks_inside_the_pasted_square(trained_detector):
@@ -265,12 +267,12 @@ def make_masked_set(folder, rng, hosts=("a_000001", "b_000002"), per_host=2):
 def test_masked_set_cuts_squares_and_hosts(tmp_path, rng):
     """A masked set made here: the squares are fake, the rest real, grouped by host."""
     make_masked_set(tmp_path / "set", rng)
-    source = data.masked_set(tmp_path / "set", patch_size=16, real_per_image=3)
+    source = sources.masked_set(tmp_path / "set", patch_size=16, real_per_image=3)
     assert source.fake.names == ["set/a_000001", "set/b_000002"]
     assert len(source.fake) == 4 and np.all(source.fake.patches >= 127)  # noise in [0.5, 1]
     assert len(source.real) == 12 and source.real.patches.max() < 127  # the smooth host only
     with pytest.raises(ForensicsError):
-        data.load_source(tmp_path / "set", "real")
+        sources.load_source(tmp_path / "set", "real")
 
 
 @requires_data
@@ -288,7 +290,7 @@ def test_shared_masked_set_is_grayscale_and_split_by_host(tmp_path):
             ident = tampered.name[len("lf_64x64_"):]
             (folder / "tampered" / tampered.name).symlink_to(tampered)
             (folder / "mask" / f"mask_{ident}").symlink_to(shared / "mask" / f"mask_{ident}")
-    source = data.masked_set(folder, patch_size=64, real_per_image=1)
+    source = sources.masked_set(folder, patch_size=64, real_per_image=1)
     assert source.fake.patches.shape[1:] == (64, 64) and source.fake.patches.dtype == np.uint8
     assert len(source.fake) == 24 and len(source.group_names) == 6 and len(source.real) == 24
     # Grayscale: the squares are compared with the BT.601 luminance of the RGB file.
@@ -300,7 +302,7 @@ def test_shared_masked_set_is_grayscale_and_split_by_host(tmp_path):
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     square = (rgb @ np.array([0.2989, 0.5870, 0.1140], np.float32))[rows[0]:rows[0] + 64, cols[0]:cols[0] + 64]
     assert np.abs(source.fake.patches[0].astype(np.float32) - square).max() <= 1.0
-    split = data.split_source(source, (0.5, 0.25, 0.25), seed=0)
+    split = sources.split_source(source, (0.5, 0.25, 0.25), seed=0)
     assert not set(split["train"]) & set(split["test"])
     test_part = source.subset(split["test"])
     assert set(test_part.fake.names) == set(split["test"])
@@ -326,7 +328,7 @@ def test_evaluating_a_run_that_trained_on_upsampling_fakes_keeps_them(rng):
     """The upsampling fakes are made from the real test patches at evaluation time; the run's own
     split of its upsampling source (other group names) must not filter them away."""
     from keras_forensics import datasets
-    from keras_forensics.detection.data import UPSAMPLING_FAKES, Source, load_source
+    from keras_forensics.detection.sources import UPSAMPLING_FAKES, Source, load_source
 
     patches = datasets.PatchSet((rng.random((4, 64, 64)) * 255).astype(np.uint8), np.array([0, 0, 1, 1]), ["a", "b"])
     source = load_source(UPSAMPLING_FAKES, "fake", demo_real=patches)
@@ -370,10 +372,10 @@ def test_generator_source_samples_fakes_from_a_saved_generator(tmp_path):
     noise = keras.Input((8,), name="noise")
     images = keras.layers.Reshape((24, 24, 1))(keras.layers.Dense(24 * 24, activation="tanh")(noise))
     _save_tiny_run(keras.Model(noise, images), tmp_path / "gan")
-    source = data.GeneratorSource(tmp_path / "gan", patch_size=SIZE)
+    source = sources.GeneratorSource(tmp_path / "gan", patch_size=SIZE)
     assert source.latent_dim == 8 and source.signed
     first = source.sample(5, tf.constant([1, 2])).numpy()
     assert first.shape == (5, SIZE, SIZE, 1) and 0 <= first.min() and first.max() <= 1
     np.testing.assert_array_equal(first, source.sample(5, tf.constant([1, 2])).numpy())
     assert not np.array_equal(first, source.sample(5, tf.constant([1, 3])).numpy())
-    assert data.is_generator(tmp_path / "gan") and not data.is_generator(tmp_path)
+    assert sources.is_generator(tmp_path / "gan") and not sources.is_generator(tmp_path)

@@ -1,4 +1,6 @@
-"""The copy-detection descriptor (issue 14): loss, layers, augmentations, sampling, training, export."""
+"""The copy-detection descriptor (issue 14): loss, model, augmentations, sampling, training, export.
+
+Its layers (GeMPooling, CosineDistance, DihedralOrbit, OrbitMean) are tested in tests/layers."""
 
 import json
 import subprocess
@@ -12,10 +14,8 @@ import tensorflow as tf
 from conftest import ROOT
 from keras_forensics.config import CopyAugmentConfig, DeformationConfig, DescriptorConfig
 from keras_forensics.data import deformations, pipeline
-from keras_forensics.datasets import PatchSet
-from keras_forensics.layers import CosineDistance, DihedralOrbit, GeMPooling, OrbitMean
+from keras_forensics.data.patches import PatchSet
 from keras_forensics.models import descriptor
-from test_siamese import run_layer_test
 
 TINY = DescriptorConfig(input_size=32, embedding_dim=8, minimalistic=True, width=0.25)
 # the served signatures take 128 px (the shared preprocessing), so the trained tiny run does too
@@ -57,61 +57,16 @@ def test_koleo_rewards_spread_and_ignores_the_positive():
 
 
 # ---------------------------------------------------------------------------------------------
-# layers
+# the model
 
 
-def test_gem_pooling_is_mean_at_p1_and_tends_to_max(tmp_path):
-    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)
-    np.testing.assert_allclose(GeMPooling(p=1.0)(x), x.mean(axis=(1, 2)), rtol=1e-5)
-    high = GeMPooling(p=60.0)(x).numpy()
-    assert np.all(high <= x.max(axis=(1, 2)) + 1e-5) and np.all(high > 0.9 * x.max(axis=(1, 2)))
-    run_layer_test(GeMPooling(), x, (2, 3), tmp_path)
-
-
-def test_dihedral_orbit_and_orbit_mean_make_an_embedding_exactly_invariant(tmp_path):
-    image = np.random.default_rng(1).random((1, 8, 8, 1)).astype(np.float32)
-    orbit = DihedralOrbit()(image).numpy()
-    assert orbit.shape == (8, 8, 8, 1)
-    np.testing.assert_array_equal(orbit[1], np.rot90(image[0], 1))  # orientation 1: one quarter turn
-    np.testing.assert_array_equal(orbit[4], image[0][:, ::-1])  # orientation 4: mirrored
+def test_the_descriptor_embedding_is_exactly_invariant_to_turns_and_mirrors():
     backbone = descriptor.build_backbone_embedding(TINY)
     embedding = descriptor.build_embedding(TINY, backbone)
     panels = np.random.default_rng(2).random((2, 32, 32, 1)).astype(np.float32)
     turned = np.rot90(panels[:, :, ::-1], 3, axes=(1, 2)).copy()
     np.testing.assert_allclose(embedding(panels), embedding(turned), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(embedding(panels), axis=1), 1.0, atol=1e-5)
-    # the two change the batch size, so they are tested together (the shared run_layer_test fits
-    # inputs and targets of one batch): config round trip, shapes, save/load equality
-    for layer in (DihedralOrbit(), OrbitMean(2)):
-        assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
-    inputs = keras.Input((8, 8, 1))
-    flat = keras.layers.Reshape((64,))(DihedralOrbit()(inputs))
-    model = keras.Model(inputs, OrbitMean(8)(flat))
-    assert tuple(model.output_shape) == (None, 64)
-    model.save(tmp_path / "orbit.keras")
-    reloaded = keras.saving.load_model(tmp_path / "orbit.keras")
-    np.testing.assert_allclose(reloaded(image), model(image), atol=1e-7)
-
-
-def test_cosine_distance_is_one_at_the_threshold_and_squared_l2_of_weighted(tmp_path):
-    distance = CosineDistance(threshold=0.6, sharpness=4.0)
-    a = np.array([[1.0, 0.0]], np.float32)
-    b = np.array([[0.6, 0.8]], np.float32)  # cos = 0.6
-    np.testing.assert_allclose(distance([a, b]), [1.0], rtol=1e-6)
-    rng = np.random.default_rng(0)
-    x, y = _unit(rng.normal(size=(5, 8))).astype(np.float32), _unit(rng.normal(size=(5, 8))).astype(np.float32)
-    weighted = distance.weight(x).numpy() - distance.weight(y).numpy()
-    np.testing.assert_allclose((weighted ** 2).sum(1), distance([x, y]), rtol=1e-5)
-    distance.calibrate(0.5, 2.0)
-    np.testing.assert_allclose(distance([a, b]), [0.8], rtol=1e-6)
-    assert CosineDistance.from_config(distance.get_config()).threshold == 0.5
-    with pytest.raises(ValueError):
-        CosineDistance(threshold=1.0)
-    run_layer_test(CosineDistance(0.5), [x, y], (5,), tmp_path)
-
-
-# ---------------------------------------------------------------------------------------------
-# augmentations and sampling
 
 
 def test_copy_augmenter_is_seeded_and_in_range(textured_image):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_forensics import quality
+from keras_forensics.metrics import gan_quality as quality
 
 
 @pytest.fixture

@@ -15,66 +15,13 @@ import tensorflow as tf
 from conftest import ROOT
 from keras_forensics.config import DeformationConfig, SiameseConfig
 from keras_forensics.errors import ForensicsError
-from keras_forensics.layers import LocalResponseNormalization, PixelNormalization, WeightedL1Distance
+from keras_forensics.layers import WeightedL1Distance
 from keras_forensics.models import siamese
 
 TINY = SiameseConfig(input_size=32, filters=(4, 8), dense_units=16, embedding_dim=8)
 TINY_FLAGS = ["--input_size", "32", "--filters", "4,8", "--dense_units", "16", "--embedding_dim", "8",
               "--patch_size", "64", "--crop_size", "32", "--text_bank_size", "8", "--batch_size", "4",
               "--validation_triplets", "8", "--test_triplets", "8", "--projector_size", "8"]
-
-
-def run_layer_test(layer, inputs, expected_shape, tmp_path):
-    """keras-hub style: config round trip, symbolic and eager shapes, a fit step, save/load equality."""
-    clone = type(layer).from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    arrays = inputs if isinstance(inputs, list) else [inputs]
-    symbolic = [keras.Input(a.shape[1:]) for a in arrays]
-    out = layer(symbolic if isinstance(inputs, list) else symbolic[0])
-    assert tuple(out.shape[1:]) == expected_shape[1:]
-    eager = layer(inputs)
-    assert tuple(eager.shape) == expected_shape
-    model = keras.Model(symbolic, out)
-    model.compile("sgd", "mse")
-    model.fit(arrays, np.zeros(expected_shape, np.float32), epochs=1, verbose=0)
-    path = tmp_path / "layer.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded.predict(arrays, verbose=0), model.predict(arrays, verbose=0), atol=1e-6)
-
-
-def test_local_response_normalization_layer(tmp_path, rng):
-    x = rng.random((2, 8, 8, 16)).astype("float32")
-    layer = LocalResponseNormalization(depth_radius=2, bias=2.0, alpha=1e-2, beta=0.75)
-    run_layer_test(layer, x, (2, 8, 8, 16), tmp_path)
-    expected = tf.nn.local_response_normalization(x, 2, 2.0, 1e-2, 0.75)
-    np.testing.assert_allclose(layer(x), expected, rtol=1e-6)
-
-
-def test_pixel_normalization_layer(tmp_path, rng):
-    x = (3 * rng.random((3, 6, 6, 1)) + 1).astype("float32")
-    run_layer_test(PixelNormalization(), x, (3, 6, 6, 1), tmp_path)
-    out = keras.ops.convert_to_numpy(PixelNormalization()(x))
-    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-5)
-    np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-3)
-    # Brightness and contrast changes do not change the output.
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(PixelNormalization()(2 * x + 0.5)), out, atol=1e-4)
-
-
-def test_weighted_l1_distance_matches_numpy(tmp_path, rng):
-    a, b = rng.normal(size=(4, 8)).astype("float32"), rng.normal(size=(4, 8)).astype("float32")
-    layer = WeightedL1Distance(initial_alpha=0.3)
-    run_layer_test(layer, [a, b], (4,), tmp_path)
-    layer = WeightedL1Distance(initial_alpha=0.3)
-    layer([a, b])
-    layer.raw_alpha.assign(rng.normal(size=8).astype("float32"))
-    alpha = np.log1p(np.exp(layer.raw_alpha.numpy()))
-    np.testing.assert_allclose(layer([a, b]), (alpha * np.abs(a - b)).sum(-1), rtol=1e-5)
-    # f is plain L1 between weighted embeddings: what the search index relies on.
-    np.testing.assert_allclose(layer([a, b]), np.abs(layer.weight(a) - layer.weight(b)).sum(-1), rtol=1e-5)
-    np.testing.assert_allclose(WeightedL1Distance(0.01)([a, a]), 0.0)
-    with pytest.raises(ValueError):
-        WeightedL1Distance(initial_alpha=0.0)
 
 
 def test_alpha_stays_non_negative_when_pushed_down():
@@ -135,7 +82,7 @@ def _tiny_triplet_model(learning_rate=3e-3):
 
 
 def test_the_triplet_model_learns():
-    from keras_forensics.datasets import PatchSet
+    from keras_forensics.data.patches import PatchSet
     from keras_forensics.data.pipeline import triplet_dataset
     from keras_forensics.training.siamese import _with_dummy_targets
 
