@@ -478,11 +478,25 @@ def scale_bar_masks(batch, size, seed):
     return tf.cast(inside, tf.float32)[..., None]
 
 
+def random_orientation(images, seed):
+    """Each square image [B, S, S, C] in one of its 8 orientations (quarter turns of it and of its
+    mirror image), drawn uniformly per image; exact (nearest-pixel warp about the centre)."""
+    batch = tf.shape(images)[0]
+    size = images.shape[1]
+    seeds = split_seed(seed, 2)
+    quarters = tf.random.stateless_uniform([batch], seeds[0], 0, 4, tf.int32)
+    mirrored = _bernoulli(seeds[1], batch, 0.5)
+    matrix = similarity_matrices(tf.cast(quarters, tf.float32) * (math.pi / 2), 1.0, 0.0, 0.0, size)
+    matrix = matrix @ reflection_matrices(mirrored, tf.zeros_like(mirrored), size)
+    return warp(images, matrix, interpolation="NEAREST")
+
+
 class CopyAugmenter:
-    """Two views of re-used content: the paper's recipe (`Deformer`, with the descriptor's
-    geometry: 8 orientations, crops to ~30 % of the area, JPEG 15-95, gamma, erasing, local
-    contrast, copy-move, text and rectangles), then resolution loss, blur or sharpening, a global
-    intensity change and scale bars (`CopyAugmentConfig`). Batched and seeded like `Deformer`.
+    """Two views of re-used content: `orient` turns or mirrors each patch once (both views share
+    it), then per view the paper's recipe (`Deformer`, with the descriptor's geometry: crops to
+    ~30 % of the area, JPEG 15-95, gamma, erasing, local contrast, copy-move, text and rectangles),
+    resolution loss, blur or sharpening, a global intensity change and scale bars
+    (`CopyAugmentConfig`). Batched and seeded like `Deformer`.
 
     Example:
         >>> augmenter = CopyAugmenter(DeformationConfig(), CopyAugmentConfig())
@@ -496,6 +510,12 @@ class CopyAugmenter:
     def __init__(self, deformation: DeformationConfig, augmentation, text_seed: int = 0):
         self.deformer = Deformer(deformation, text_seed=text_seed)
         self.config = augmentation
+
+    def orient(self, patches, seed):
+        """With `shared_orientation`: each patch in a random one of its 8 orientations, before its
+        two views are made (so both views share it): the orientations vary the content, and the
+        descriptor's orbit pooling, not the views, supplies the invariance to them."""
+        return random_orientation(patches, seed) if self.config.shared_orientation else patches
 
     def __call__(self, images, seed):
         config = self.config

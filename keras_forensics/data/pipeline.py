@@ -148,8 +148,9 @@ def sample_with_siblings(sampler: GroupSampler, batch_size: int, sibling_fractio
 def view_pair_dataset(patchset: PatchSet, augmenter, batch_size: int = 64, sibling_fraction: float = 0.25,
                       seed: int = 0, start_step: int = 0, num_steps: int | None = None) -> tf.data.Dataset:
     """An endless (or `num_steps` long) dataset of {"views": [2 B, crop, crop, 1], "ids": [2 B]}:
-    rows i and B + i are two views of patch i (`augmenter(patches, seed)`, e.g. a
-    `CopyAugmenter`); "ids" are the patch indices, equal for views of one patch.
+    rows i and B + i are two views of patch i (`augmenter.orient(patches, seed)` once, then
+    `augmenter(both, seed)`: a `CopyAugmenter`); "ids" are the patch indices, equal for views of
+    one patch.
 
     Batch k depends only on (seed, k), so a resumed run continues the same stream.
     """
@@ -159,9 +160,10 @@ def view_pair_dataset(patchset: PatchSet, augmenter, batch_size: int = 64, sibli
                              f"(got {sampler.num_patches}); add images or lower --batch_size")
 
     def make_batch(step):
-        seeds = split_seed(tf.stack([tf.constant(seed, tf.int64), step]), 2)
+        seeds = split_seed(tf.stack([tf.constant(seed, tf.int64), step]), 3)
         index = sample_with_siblings(sampler, batch_size, sibling_fraction, seeds[0])
         patches = sampler.gather(index)
+        patches = augmenter.orient(patches, seeds[2])  # one orientation per patch, shared by its views
         # one augmentation call for both views: the recipe is drawn per image
         return {"views": augmenter(tf.concat([patches, patches], axis=0), seeds[1]),
                 "ids": tf.concat([index, index], axis=0)}

@@ -87,6 +87,18 @@ def test_copy_augmenter_is_seeded_and_in_range(textured_image):
                                atol=1e-6)
 
 
+def test_random_orientation_is_an_exact_turn_or_mirror_of_each_image():
+    images = np.random.default_rng(0).random((32, 16, 16, 1)).astype(np.float32)
+    oriented = deformations.random_orientation(tf.constant(images), tf.constant([4, 2])).numpy()
+    orbit = lambda x: [np.rot90(m, k) for m in (x, x[:, ::-1]) for k in range(4)]  # noqa: E731
+    kinds = set()
+    for image, result in zip(images, oriented):
+        matches = [k for k, candidate in enumerate(orbit(image)) if np.array_equal(candidate, result)]
+        assert matches, "not one of the 8 orientations"
+        kinds.add(matches[0])
+    assert len(kinds) >= 6  # all orientations are drawn
+
+
 def test_resample_removes_fine_detail_and_blur_keeps_the_mean():
     checker = (np.indices((32, 32)).sum(0) % 2).astype(np.float32)[None, ..., None]
     down = deformations.resample(tf.constant(checker), 0.25).numpy()
