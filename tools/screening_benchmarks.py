@@ -323,6 +323,8 @@ ARCHIVE_FOLDERS = ("micrographs", "micrographs_dsb2018")
 REGIONS_PER_TEST_IMAGE = 4
 #: Distractor crops of other images: sides from the screen's minimum panel size up to this.
 MAX_DISTRACTOR_SIDE = 256
+#: At most 1 / PLANTED_SHARE of an archive's panels are planted re-uses and their originals.
+PLANTED_SHARE = 5
 #: Passes over the other images for distractors (each pass cuts an even share of what is missing).
 DISTRACTOR_PASSES = 4
 #: The shortlist depths of the recall figures.
@@ -429,8 +431,8 @@ def build_archive(out, count: int, test_files, other_files, groups: int = 100, c
     columns of make_real_cases' manifest, plus role: original, reuse or distractor); returns the
     manifest rows.
 
-    Planted: `groups` regions of test-split micrographs (one per image, then a second per image,
-    ...), each written as it is and `copies` times re-used (make_real_cases._reuse: crop, quarter
+    Planted: `groups` regions (at most a fifth of the archive with their copies) of test-split
+    micrographs (one per image, then a second per image, ...), each written as it is and `copies` times re-used (make_real_cases._reuse: crop, quarter
     turns, mirror, rescale, contrast / brightness / gamma, labels, JPEG; a copy that came out
     below the screen's minimum panel size is scaled up to it). Distractors fill the rest: first
     the other regions of the test-split micrographs, then non-overlapping crops of other
@@ -451,7 +453,7 @@ def build_archive(out, count: int, test_files, other_files, groups: int = 100, c
     out = Path(out)
     (out / "panels").mkdir(parents=True, exist_ok=True)
     test_files = [test_files[i] for i in rng.permutation(len(test_files))]
-    groups = min(groups, (count - 1) // (1 + copies))
+    groups = max(1, min(groups, count // (PLANTED_SHARE * (1 + copies))))  # hidden among distractors
     panels = []  # (source name, uint8 panel, region, edits, jpeg quality, role)
     cache = {}
 
@@ -850,7 +852,8 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
     return {
         "benchmark": "archive", "model": scorer.source, "metric": scorer.metric,
         "oriented": screener.oriented, "data": str(data), "split": split, "seed": seed,
-        "archive": (f"per N: {groups} test-split regions, each as it is and re-used {copies}x with "
+        "archive": (f"per N: up to {groups} test-split regions (at most 1/{PLANTED_SHARE} of the panels with "
+                    f"their copies), each as it is and re-used {copies}x with "
                     "make_real_cases' OpenCV/Pillow edits, among distractors (other regions of the test "
                     "images, then non-overlapping crops of other micrographs and of the embedded images)"),
         "ground_truth": "make_real_cases.pair_labels: same source, regions overlapping by >= 1/4 of the smaller",
