@@ -4,6 +4,7 @@ same process, and their ratio (absolute times on shared machines mean little; ra
     python tools/benchmark.py pipeline [--batches 30] [--data DIR]
     python tools/benchmark.py screen [--n 1000,10000,100000] [--folder DIR --model M]
     python tools/benchmark.py screen-accuracy --folder REAL_TEST --calibration_folder REAL_VAL [--model M]
+    python tools/benchmark.py archive [--n 1000,10000] [--model M] [--split_json RUN/split.json] [--index_n 100000]
     python tools/benchmark.py detect [--model RUN_DIR|saved_models/detector] [--batch_size 256]
     python tools/benchmark.py serve [--model_dir runs/siamese/shipped] [--seconds 6] [--clients 1,8,32]
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the reference implementations beside this file
+# The package of this checkout, not whichever one is installed (a script's sys.path[0] is tools/).
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 
 def _emit(result: dict) -> None:
@@ -172,6 +175,11 @@ def detect(model: str | None = None, batch_size: int = 256, image_size: int = 51
     })
 
 
+def _sizes(n) -> list[int]:
+    """--n 1000,10000 (fire passes a tuple, a string or one int) as a list of ints."""
+    return [int(v) for v in (n.split(",") if isinstance(n, str) else (n if isinstance(n, (list, tuple)) else [n]))]
+
+
 def screen(n="1000,10000,100000", dimension: int = 128, threshold: float = 1.0, duplicates: float = 0.05,
            exact_max: int = 20000, folder: str | None = None, model: str | None = None, seed: int = 0):
     """All pairs within the threshold among N embeddings: exact blockwise TF vs FAISS flat vs HNSW.
@@ -182,8 +190,7 @@ def screen(n="1000,10000,100000", dimension: int = 128, threshold: float = 1.0, 
     """
     from screening_benchmarks import search_benchmark
 
-    sizes = [int(v) for v in (n.split(",") if isinstance(n, str) else (n if isinstance(n, (list, tuple)) else [n]))]
-    return _emit(search_benchmark(sizes, dimension, threshold, duplicates, exact_max, seed, folder, model))
+    return _emit(search_benchmark(_sizes(n), dimension, threshold, duplicates, exact_max, seed, folder, model))
 
 
 def screen_accuracy(folder: str, calibration_folder: str | None = None, model: str | None = None,
@@ -199,6 +206,29 @@ def screen_accuracy(folder: str, calibration_folder: str | None = None, model: s
 
     return _emit(accuracy_benchmark(folder, calibration_folder, model, threshold, neighbours, write_calibration,
                                     turns=turns))
+
+
+def archive(n="1000,10000", model: str | None = None, split_json: str | None = None, seed: int = 0,
+            neighbours: int = 10, index_n: int = 100000, groups: int = 100, copies: int = 1,
+            data: str | None = None):
+    """Retrieval and screening on an archive of N real panels with planted re-uses, next to pHash.
+
+    For each N, an archive of N panels is written to a temporary folder: --groups regions of
+    test-split micrographs of ../shared/data (micrographs/, micrographs_dsb2018/), each as it is
+    and --copies times re-used with tools/make_real_cases.py's OpenCV/Pillow edits, among
+    distractors (the test images' other regions, then non-overlapping crops of other micrographs
+    and of the embedded images). --split_json: a training run's split.json (its "test" field
+    groups); without it, a seeded split of field groups of its own (said so in the JSON).
+    Reported per N: the descriptor's all-pairs AP and recall@1/5/10/20 beside the pHash-over-8-
+    orientations baseline, and `Screener.screen` (default options, shortlist of --neighbours)
+    precision and recall at its decision, verifications per panel, wall time per stage and peak
+    memory. Then a 50-panel manuscript screened against an index of --index_n generated panels
+    (0: skip): the index build time and the screen's end-to-end time.
+    """
+    from screening_benchmarks import archive_benchmark
+
+    return _emit(archive_benchmark(_sizes(n), model, split_json, seed, neighbours, index_n, data, groups, copies,
+                                   progress=False))
 
 
 def _forward_flops(model, batch: int = 1) -> float:
@@ -512,4 +542,5 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
 if __name__ == "__main__":
     import fire
 
-    fire.Fire({"pipeline": pipeline, "train": train, "embed": embed, "screen": screen, "screen-accuracy": screen_accuracy, "detect": detect, "serve": serve})
+    fire.Fire({"pipeline": pipeline, "train": train, "embed": embed, "screen": screen,
+               "screen-accuracy": screen_accuracy, "archive": archive, "detect": detect, "serve": serve})

@@ -58,9 +58,12 @@ def folder(
 _MICROSCOPY = ("cell", "immunohistochemistry", "retina", "microaneurysms")
 _TEXTURES = ("camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock",
              "hubble_deep_field", "astronaut", "coffee", "chelsea", "rocket", "horse")
+#: every embedded image, by name (`embedded_image(name)` reads one)
+EMBEDDED_IMAGES = _MICROSCOPY + _TEXTURES
 
 
-def _skimage_image(name: str) -> np.ndarray:
+def embedded_image(name: str) -> np.ndarray:
+    """One of `EMBEDDED_IMAGES` as a float32 [H, W] image in [0, 1] (grayscale)."""
     import skimage.data
 
     image = np.asarray(getattr(skimage.data, name)())
@@ -94,9 +97,9 @@ def sample_micrographs(patch_size: int = 256, include_textures: bool = True, see
                 # Channels of one image share a field: one group (see field_group).
                 named.append((f"{name}__c{channel}", plane))
         else:
-            named.append((name, _skimage_image(name)))
+            named.append((name, embedded_image(name)))
     if include_textures:
-        named.extend((name, _skimage_image(name)) for name in _TEXTURES)
+        named.extend((name, embedded_image(name)) for name in _TEXTURES)
     # Tiles overlapping by 3/4 give many patches from few images; the cap keeps the large retina
     # from dominating the set.
     return patchset_from_images(named, patch_size, "tiles", patch_size // 4, 0, seed, field_group, max_per_image=48,

@@ -106,7 +106,6 @@ class ScreeningIndex:
     def add(self, inputs, scorer, split: str = "pdf", min_size: int = panels_lib.MIN_PANEL_SIZE,
             progress: bool = True) -> dict:
         """Embed and add every panel of `inputs`; returns counts and the problems met."""
-        import cv2
         from tqdm.auto import tqdm
 
         problems: list[panels_lib.Problem] = []
@@ -121,30 +120,42 @@ class ScreeningIndex:
                     skipped += 1  # already indexed
                 continue
             vectors = scorer.embed_panels([p.image for p in collection.panels], progress=False)
-            for panel in collection.panels:
-                number = len(self.table)
-                key = f"{number:07d}_{panel.key.split('_', 1)[-1]}"
-                cv2.imwrite(str(self.folder / "panels" / f"{key}.png"),
-                            np.clip(np.round(panel.image * 255), 0, 255).astype(np.uint8))
-                self.table.append({
-                    "id": number, "key": key, "file": panel.file,
-                    "page": "" if panel.page is None else panel.page,
-                    "figure": "" if panel.figure is None else panel.figure,
-                    "box": ",".join(str(v) for v in panel.box), "paper": panel.paper,
-                    "figure_key": panel.figure_key, "sha256": panel.sha256,
-                    "width": panel.figure_size[0], "height": panel.figure_size[1]})
-            self.faiss_index.add(np.ascontiguousarray(vectors, np.float32))
+            self.add_embedded(collection.panels, vectors)
             known.add(collection.panels[0].sha256)
             added += len(collection.panels)
         self.save()
         return {"panels_added": added, "files_already_indexed": skipped, "panels_total": len(self.table),
                 "problems": [str(p) for p in problems]}
 
+    def add_embedded(self, panels, vectors: np.ndarray) -> None:
+        """Add `panels` whose weighted embeddings `vectors` [N, D] were computed already (by the
+        index's model, each panel as it is): their crops, table rows and vectors. `save` writes
+        the table and the FAISS index."""
+        import cv2
+
+        if len(panels) != len(vectors):
+            raise ForensicsError(f"{len(panels)} panels but {len(vectors)} embeddings")
+        for panel in panels:
+            number = len(self.table)
+            key = f"{number:07d}_{panel.key.split('_', 1)[-1]}"
+            cv2.imwrite(str(self.folder / "panels" / f"{key}.png"),
+                        np.clip(np.round(panel.image * 255), 0, 255).astype(np.uint8))
+            self.table.append({
+                "id": number, "key": key, "file": panel.file,
+                "page": "" if panel.page is None else panel.page,
+                "figure": "" if panel.figure is None else panel.figure,
+                "box": ",".join(str(v) for v in panel.box), "paper": panel.paper,
+                "figure_key": panel.figure_key, "sha256": panel.sha256,
+                "width": panel.figure_size[0], "height": panel.figure_size[1]})
+        if len(vectors):
+            self.faiss_index.add(np.ascontiguousarray(vectors, np.float32))
+
     def query(self, vectors: np.ndarray, threshold: float, k: int = 0):
         """(query row, index id, distance) within `threshold` of each query, plus its k nearest.
 
         `vectors` [N, D], or [N, T, D] with each query in T orientations: every orientation is
-        looked up and the rows refer to the N queries."""
+        looked up, the rows refer to the N queries, and each (query, entry) pair comes once, at its
+        smallest distance over the orientations."""
         from keras_forensics.screening.pairs import query_index
 
         vectors = np.asarray(vectors, np.float32)
@@ -153,7 +164,12 @@ class ScreeningIndex:
         count, turns, _ = vectors.shape
         rows, ids, distances = query_index(self.faiss_index, vectors.transpose(1, 0, 2).reshape(count * turns, -1),
                                            threshold, k)
-        return rows % max(count, 1), ids, distances
+        rows = rows % max(count, 1)
+        order = np.lexsort((distances, ids, rows))
+        rows, ids, distances = rows[order], ids[order], distances[order]
+        first = np.ones(len(rows), bool)
+        first[1:] = (rows[1:] != rows[:-1]) | (ids[1:] != ids[:-1])
+        return rows[first], ids[first], distances[first]
 
     def panel(self, number: int) -> Panel:
         """The indexed panel `number` with its crop read back (once)."""

@@ -129,24 +129,28 @@ def _check_metric(metric: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _block_fn(width: int, metric: str = "l1"):
+def _block_fn(width: int, metric: str = "l1", dim: int | None = None):
+    """The [B, D] x [D, C] -> [B, C] distance kernel of `metric`, traced for embeddings of `dim`
+    components (part of the cache key: a kernel traced with retracing relaxed for one D would
+    lose the static D that the L1 kernel's unrolled slices need)."""
     import tensorflow as tf
 
+    signature = [tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([dim, None], tf.float32)]
+
     if metric == "squared_l2":
-        @tf.function(reduce_retracing=True)
+        @tf.function(input_signature=signature)
         def squared_l2_block(rows, cols_t):
-            """[B, D] x [D, C] -> [B, C] squared L2 distances, |a|^2 + |b|^2 - 2 a.b (one matmul)."""
+            """|a|^2 + |b|^2 - 2 a.b, one matmul."""
             dot = tf.matmul(rows, cols_t)
             norms = tf.reduce_sum(rows * rows, axis=1)[:, None] + tf.reduce_sum(cols_t * cols_t, axis=0)[None, :]
             return tf.maximum(norms - 2.0 * dot, 0.0)
 
         return squared_l2_block
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=signature)
     def l1_block(rows, cols_t):
-        """[B, D] x [D, C] -> [B, C] L1 distances, summing |a - b| over `width`-wide slices of D
-        (unrolled: D is static), so no [B, D, C] tensor is materialised."""
-        dim = rows.shape[1]
+        """Sum of |a - b| over `width`-wide slices of D (unrolled: D is static), so no [B, D, C]
+        tensor is materialised."""
         total = None
         for start in range(0, dim, width):
             part = tf.reduce_sum(tf.abs(rows[:, start:start + width, None] - cols_t[None, start:start + width, :]),
@@ -155,6 +159,10 @@ def _block_fn(width: int, metric: str = "l1"):
         return total
 
     return l1_block
+
+
+def _kernel(block_rows: int, block_cols: int, dim: int, metric: str):
+    return _block_fn(_slice_width(block_rows, block_cols, dim), _check_metric(metric), int(dim))
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str = "l1", block_rows: int = 256,
@@ -166,7 +174,7 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str = "l1", block_r
     out = np.zeros((len(a), len(b)), np.float32)
     if not len(a) or not len(b):
         return out
-    block = _block_fn(_slice_width(block_rows, block_cols, a.shape[1]), _check_metric(metric))
+    block = _kernel(block_rows, block_cols, a.shape[1], metric)
     for c0 in range(0, len(b), block_cols):
         cols_t = tf.constant(b[c0:c0 + block_cols].T.copy())
         for r0 in range(0, len(a), block_rows):
@@ -215,7 +223,7 @@ def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: i
     count = len(vectors)
     if count < 2 or not len(queries):
         return Pairs.empty()
-    block = _block_fn(_slice_width(block_rows, block_cols, vectors.shape[1]), _check_metric(metric))
+    block = _kernel(block_rows, block_cols, vectors.shape[1], metric)
     select = _select_fn()
     threshold_t = tf.constant(float(threshold), tf.float32)
     symmetric_t = tf.constant(symmetric)

@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ class ScreenResult(list):
         panels: every panel screened (index panels excluded).
         problems: inputs or parts of inputs that could not be screened, with the reason.
         method: how candidate pairs were found ("exact", "hnsw", ...).
+        timings: wall seconds of each stage of the screen: read, embed, search, verify, report.
     """
 
     def __init__(self, records=(), panels=(), problems=(), method="", inputs=(), model="", threshold=1.0,
@@ -98,6 +100,7 @@ class ScreenResult(list):
         self.turns = False  # whether panels were compared in 8 orientations
         self.metric, self.sharpness = "l1", 1.0  # how `vectors` are compared (the scorer's)
         self.neighbours = 0  # the shortlist's K
+        self.timings: dict[str, float] = {}  # seconds per stage: read, embed, search, verify, report
 
     @property
     def groups(self) -> list:
@@ -229,6 +232,12 @@ class Screener:
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
         inputs = list(inputs)
+        started, timings = time.perf_counter(), {}
+
+        def lap(stage):  # the wall time since the last lap, as timings[stage]
+            nonlocal started
+            timings[stage], started = time.perf_counter() - started, time.perf_counter()
+
         collection = panels_lib.collect(inputs, split=self.split, min_size=self.min_panel_size,
                                         progress=self.progress)
         for problem in collection.problems:
@@ -244,7 +253,9 @@ class Screener:
             opened_index = ScreeningIndex.open(index, scorer=self.scorer)
         turns = self.oriented
         metric = self.scorer.metric
+        lap("read")
         oriented = self.scorer.embed_panels([p.image for p in panels], progress=self.progress, oriented=turns)
+        lap("embed")
         vectors = oriented[:, 0] if turns else oriented
         if method == "auto" and self.verify and verifies_every_pair(len(panels), self.verify_all_max):
             candidates, used = all_pairs(oriented, metric), "all pairs"
@@ -261,6 +272,7 @@ class Screener:
                 if indexed.sha256 == panels[row].sha256:
                     continue  # the same file, indexed earlier: not a re-use of itself
                 pairs.append((panels[row], indexed, float(distance)))
+        lap("search")
         records.extend(self._score(pairs))
         records.sort(key=lambda r: (-r.combined, r.distance))
         for rank, record in enumerate(records, start=1):
@@ -271,8 +283,11 @@ class Screener:
         result.turns = turns
         result.metric, result.sharpness = metric, self.scorer.sharpness
         result.neighbours = self.neighbours
+        lap("verify")
         if out is not None:
             report.write(out, result, scorer=self.scorer, progress=self.progress, groups_in_full=groups_in_full)
+        lap("report")
+        result.timings = timings
         return result
 
     # -----------------------------------------------------------------------------------------

@@ -59,6 +59,16 @@ def test_faiss_and_exact_screening_agree_on_a_random_set():
     assert search_pairs(vectors, 1.0, exact_max=100)[1] == "flat"
 
 
+def test_one_process_compares_embeddings_of_several_widths():
+    """The L1 kernel unrolls over static slices of D: each width gets its own trace."""
+    from keras_forensics.screening.pairs import pairwise_distances
+
+    rng = np.random.default_rng(0)
+    for dim in (16, 64, 16, 8):
+        a, b = rng.random((5, dim)).astype(np.float32), rng.random((7, dim)).astype(np.float32)
+        np.testing.assert_allclose(pairwise_distances(a, b), np.abs(a[:, None] - b[None]).sum(-1), rtol=1e-5)
+
+
 def test_auto_search_takes_hnsw_above_flat_max(monkeypatch):
     from keras_forensics.screening import pairs
 
