@@ -19,6 +19,14 @@ from keras_forensics.errors import ForensicsError
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
+def check_probabilities(config) -> None:
+    """Every `p_*` field of a config dataclass lies in [0, 1] (one clear error otherwise)."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name.startswith("p_") and not 0.0 <= value <= 1.0:
+            raise ForensicsError(f"{field.name} must be a probability in [0, 1], got {value}")
+
+
 def check_strategy(strategy: str) -> None:
     """The RuntimeConfig check shared by every train config: --strategy."""
     if strategy not in STRATEGIES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_forensics.config.base import check_probabilities
 from keras_forensics.errors import ForensicsError
 
 
@@ -61,10 +62,7 @@ class DeformationConfig:
             raise ForensicsError(
                 f"crop_size ({self.crop_size}) must not exceed patch_size ({self.patch_size})"
             )
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name.startswith("p_") and not 0.0 <= value <= 1.0:
-                raise ForensicsError(f"{field.name} must be a probability in [0, 1], got {value}")
+        check_probabilities(self)
         if self.p_text + self.p_rectangle > 1.0:
             raise ForensicsError("p_text + p_rectangle must not exceed 1")
         lo, hi = self.jpeg_quality_range

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_forensics.config.base import check_strategy
+from keras_forensics.config.base import check_probabilities, check_strategy
 from keras_forensics.config.deformation import DeformationConfig
 from keras_forensics.errors import ForensicsError
 
@@ -62,10 +62,7 @@ class CopyAugmentConfig:
     shared_orientation: bool = True
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name.startswith("p_") and not 0.0 <= value <= 1.0:
-                raise ForensicsError(f"{field.name} must be a probability in [0, 1], got {value}")
+        check_probabilities(self)
         low, high = self.downscale_range
         if not 0.0 < low <= high <= 1.0:
             raise ForensicsError(f"downscale_range must lie in (0, 1], got {self.downscale_range}")

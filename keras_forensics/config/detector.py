@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from keras_forensics.errors import ForensicsError
-from keras_forensics.config.base import check_strategy
+from keras_forensics.config.base import check_probabilities, check_strategy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +72,7 @@ class RobustnessConfig:
     jpeg_quality_range: tuple[int, int] = (30, 100)
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name.startswith("p_") and not 0.0 <= value <= 1.0:
-                raise ForensicsError(f"{field.name} must be a probability in [0, 1], got {value}")
+        check_probabilities(self)
         low, high = self.scale_range
         if not 0.0 < low <= high:
             raise ForensicsError(f"scale_range must be positive and increasing, got {self.scale_range}")
