@@ -94,7 +94,7 @@ def spectrum_pictures(image: np.ndarray) -> tuple[str, str]:
 def write_scores(rows, path) -> Path:
     """scores.csv: one row per image, columns exactly CSV_COLUMNS."""
     path = Path(path)
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
@@ -158,7 +158,7 @@ def detect(inputs, out, model=None, stride: int | None = None, batch_size: int =
     rows, entries = [], []
     for path, image in io.scan_images(list(inputs), report=report):
         verdict = detector.score(image, stride=stride, batch_size=batch_size)
-        row = {"file": str(path), "p_fake": verdict.p_fake, "p_fake_max_patch": verdict.p_fake_max_patch}
+        row = {"file": io.display_path(path), "p_fake": verdict.p_fake, "p_fake_max_patch": verdict.p_fake_max_patch}
         rows.append(row)
         spectrum_png, profile_svg = spectrum_pictures(image)
         entries.append({

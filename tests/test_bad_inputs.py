@@ -1,0 +1,64 @@
+"""Bad input loses nothing (issue 18): every good file is processed, every bad one is listed with
+its reason, and user mistakes end with one line and exit status 2 before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from screening_helpers import run_cli, save_gray, skimage_gray, tiny_triplet_model
+
+
+@pytest.fixture(scope="module")
+def siamese_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("siamese") / "model.keras"
+    tiny_triplet_model().save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector_run(tmp_path_factory):
+    """An untrained tiny detector (16 px patches) in a run dir: enough to score any image."""
+    import keras
+
+    from keras_forensics.config import DetectorConfig
+    from keras_forensics.models import detector as detector_model
+
+    keras.utils.set_random_seed(0)
+    run = tmp_path_factory.mktemp("detector")
+    detector_model.build_detector(DetectorConfig(input_size=16, filters=(4, 8), dropout=0.0)).save(run / "model.keras")
+    return run
+
+
+def _undecodable(folder, stem: bytes) -> str:
+    """A path in `folder` whose name has bytes that are not UTF-8 (as Python's os functions see it)."""
+    return os.fsdecode(os.path.join(os.fsencode(folder), stem + b"\xff\xfe.png"))
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_item01_names_that_are_not_utf8_go_through_screen_and_detect(tmp_path, siamese_file, detector_run):
+    camera = skimage_gray("camera")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_gray(folder / "good.png", camera[:160, :160])
+    save_gray(_undecodable(folder, b"copy"), camera[:160, :160][:, ::-1])  # a mirrored copy
+    status, _, err = run_cli(["screen", folder, "--model", siamese_file, "--out", tmp_path / "screen"])
+    assert status == 0, err
+    rows = _rows(tmp_path / "screen" / "pairs.csv")
+    assert len(rows) == 1
+    assert {os.path.basename(rows[0]["a_file"]), os.path.basename(rows[0]["b_file"])} == {"good.png",
+                                                                                          "copy\\xff\\xfe.png"}
+    assert "copy\\xff\\xfe.png" in (tmp_path / "screen" / "report.html").read_text(encoding="utf-8")
+
+    status, _, err = run_cli(["detect", folder, "--model", detector_run, "--out", tmp_path / "detect"])
+    assert status == 0, err
+    names = {os.path.basename(r["file"]) for r in _rows(tmp_path / "detect" / "scores.csv")}
+    assert names == {"good.png", "copy\\xff\\xfe.png"}
+    assert "copy\\xff\\xfe.png" in (tmp_path / "detect" / "report.html").read_text(encoding="utf-8")
