@@ -62,3 +62,19 @@ def test_item01_names_that_are_not_utf8_go_through_screen_and_detect(tmp_path, s
     names = {os.path.basename(r["file"]) for r in _rows(tmp_path / "detect" / "scores.csv")}
     assert names == {"good.png", "copy\\xff\\xfe.png"}
     assert "copy\\xff\\xfe.png" in (tmp_path / "detect" / "report.html").read_text(encoding="utf-8")
+
+
+def test_item03_detect_scores_images_of_any_size(tmp_path, detector_run):
+    camera = skimage_gray("camera")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sizes = [(200, 200), (1, 300), (300, 1), (1, 1), (2, 2), (3, 500), (7, 7)]
+    for height, width in sizes:
+        save_gray(folder / f"{height}x{width}.png", camera[:height, :width])
+    status, _, err = run_cli(["detect", folder, "--model", detector_run, "--out", tmp_path / "out"])
+    assert status == 0, err
+    rows = {os.path.basename(r["file"]): r for r in _rows(tmp_path / "out" / "scores.csv")}
+    assert set(rows) == {f"{h}x{w}.png" for h, w in sizes}
+    assert all(0 <= float(r["p_fake"]) <= float(r["p_fake_max_patch"]) <= 1 for r in rows.values())
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert page.count("no spectrum: a side of") == 6  # every image under 8 px on a side
