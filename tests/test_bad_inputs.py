@@ -78,3 +78,32 @@ def test_item03_detect_scores_images_of_any_size(tmp_path, detector_run):
     assert all(0 <= float(r["p_fake"]) <= float(r["p_fake_max_patch"]) <= 1 for r in rows.values())
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert page.count("no spectrum: a side of") == 6  # every image under 8 px on a side
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--threshold", "abc"], "error: --threshold must be a non-negative number, got 'abc'"),
+    (["--neighbours", "many"], "error: --neighbours must be a whole number >= 0, got 'many'"),
+    (["--out", "/etc/passwd/x"], "error: --out /etc/passwd/x: /etc/passwd is a file, not a folder"),
+])
+def test_item07_screen_checks_flags_and_the_output_folder_first(tmp_path, flags, message, monkeypatch):
+    from keras_forensics.screening import model as model_lib
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the flags were checked")
+
+    monkeypatch.setattr(model_lib, "load_scorer", no_model)
+    save_gray(tmp_path / "a.png", skimage_gray("camera")[:100, :100])
+    argv = ["screen", tmp_path / "a.png", "--out", tmp_path / "out"] + flags
+    status, out, err = run_cli(argv)
+    assert (status, out, err.strip()) == (2, "", message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_item07_screen_accepts_no_threshold_and_numbers(tmp_path, siamese_file):
+    camera = skimage_gray("camera")
+    save_gray(tmp_path / "a.png", camera[:100, :100])
+    save_gray(tmp_path / "b.png", camera[:100, :100][::-1])
+    for threshold in ([], ["--threshold", "0.5"], ["--threshold", "2"]):
+        status, _, err = run_cli(["screen", tmp_path / "a.png", tmp_path / "b.png", "--model", siamese_file,
+                                  "--out", tmp_path / "out"] + threshold)
+        assert status == 0, err

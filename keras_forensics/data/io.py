@@ -417,6 +417,25 @@ def scan_images(
 # writing
 
 
+def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """`path` if it is, or can be made, a writable folder; else ForensicsError naming `flag`.
+
+    Nothing is created: commands call this before any work, so a bad --out ends at once with one
+    line instead of a traceback after the whole run.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ForensicsError(f"{flag} {path}: exists and is not a folder")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ForensicsError(f"{flag} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ForensicsError(f"{flag} {path}: {ancestor} is not writable")
+    return path
+
+
 def quantize(images: np.ndarray, bit_depth: int) -> np.ndarray:
     """Float images in [0, 1] -> uint8 (bit_depth 8) or uint16 (bit_depth 16)."""
     if bit_depth not in (8, 16):

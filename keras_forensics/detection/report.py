@@ -157,8 +157,8 @@ def detect(inputs, out, model=None, stride: int | None = None, batch_size: int =
         raise ForensicsError("give at least one image file or folder to score")
     if not out:
         raise ForensicsError("--out DIR is required (scores.csv and report.html are written there)")
+    out = io.check_output_folder(out)  # before the model loads and any image is scored
     detector = Detector.load(model)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = io.ScanReport()
     rows, entries = [], []
