@@ -107,3 +107,38 @@ def test_item07_screen_accepts_no_threshold_and_numbers(tmp_path, siamese_file):
         status, _, err = run_cli(["screen", tmp_path / "a.png", tmp_path / "b.png", "--model", siamese_file,
                                   "--out", tmp_path / "out"] + threshold)
         assert status == 0, err
+
+
+@pytest.mark.parametrize("command, flags, message", [
+    ("siamese", ["--learning_rate", "fast"], "error: --learning_rate takes a number, got 'fast'"),
+    ("siamese", ["--learning_rate", "-1"], "error: --learning_rate must not be negative, got -1.0"),
+    ("siamese", ["--filters", "abc"], "error: --filters takes a comma-separated list (a whole number each), "
+                                      "got ['abc']"),
+    ("detector", ["--steps", "1.5"], "error: --steps takes a whole number, got 1.5"),
+    ("detector", ["--p_jpeg", "often"], "error: --p_jpeg takes a number, got 'often'"),
+    ("wgan", ["--seed", "-3"], "error: --seed must not be negative, got -3"),
+])
+def test_item06_config_fields_are_checked_before_anything_is_written(tmp_path, command, flags, message):
+    from keras_forensics.train import main
+
+    model_dir = tmp_path / "run"
+    status, out, err = run_cli([command, "--model_dir", model_dir] + flags, main=main)
+    assert (status, out, err.strip()) == (2, "", message)
+    assert not model_dir.exists()
+
+
+def test_item06_every_preset_and_default_passes_the_checks():
+    import dataclasses
+
+    from keras_forensics import config
+    from keras_forensics.config import base, presets
+
+    for presets_of, cls in ((presets.SIAMESE_PRESETS, config.SiameseTrainConfig),
+                            (presets.DETECTOR_PRESETS, config.DetectorTrainConfig),
+                            (presets.WGAN_PRESETS, config.WGANTrainConfig),
+                            (presets.CYCLEGAN_PRESETS, config.CycleGANTrainConfig),
+                            (presets.DESCRIPTOR_PRESETS, config.DescriptorTrainConfig)):
+        for flags in presets_of.values():
+            assert dataclasses.is_dataclass(base.replace(cls(), **flags))
+    with pytest.raises(base.ForensicsError, match="low <= high"):
+        base.replace(config.DescriptorTrainConfig(), intensity_shift_range=(0.2, -0.2))
