@@ -142,3 +142,24 @@ def test_item06_every_preset_and_default_passes_the_checks():
             assert dataclasses.is_dataclass(base.replace(cls(), **flags))
     with pytest.raises(base.ForensicsError, match="low <= high"):
         base.replace(config.DescriptorTrainConfig(), intensity_shift_range=(0.2, -0.2))
+
+
+def test_item11_cli_messages_come_without_tensorflow_log_lines(tmp_path, siamese_file):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    save_gray(tmp_path / "a.png", skimage_gray("camera")[:100, :100])
+    argv = [sys.executable, "-m", "keras_forensics", "compare", tmp_path / "a.png", tmp_path / "a.png",
+            "--model", siamese_file]
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_FORENSICS_DEBUG")}
+    quiet = subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert json.loads(quiet.stdout)["distance"] == pytest.approx(0, abs=1e-5)
+
+    debug = subprocess.run(argv[:-1] + [tmp_path / "missing"], cwd=ROOT,
+                           env={**environment, "KERAS_FORENSICS_DEBUG": "1"}, capture_output=True, text=True,
+                           timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
