@@ -163,3 +163,28 @@ def test_item11_cli_messages_come_without_tensorflow_log_lines(tmp_path, siamese
                            env={**environment, "KERAS_FORENSICS_DEBUG": "1"}, capture_output=True, text=True,
                            timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_item02_aes_encrypted_pdfs_open_or_are_reported(tmp_path):
+    import configparser
+
+    from PIL import Image
+    from pypdf import PdfWriter
+
+    from conftest import ROOT
+    from keras_forensics.screening.panels import collect
+
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    requirements = [line.split("#")[0].strip() for line in setup["options"]["install_requires"].splitlines()]
+    assert "cryptography" in requirements  # pypdf's AES needs it
+
+    plain = tmp_path / "plain.pdf"
+    Image.fromarray(np.uint8(skimage_gray("camera")[:200, :200] * 255)).save(plain, resolution=72)
+    for name, user_password in (("open.pdf", ""), ("locked.pdf", "secret")):
+        writer = PdfWriter(clone_from=str(plain))
+        writer.encrypt(user_password, owner_password="owner", algorithm="AES-256")
+        writer.write(tmp_path / name)
+    collection = collect([tmp_path / "open.pdf", tmp_path / "locked.pdf"])
+    assert {panel.file for panel in collection.panels} == {str(tmp_path / "open.pdf")}
+    assert [(os.path.basename(p.path), "password" in p.message) for p in collection.problems] == [("locked.pdf", True)]
