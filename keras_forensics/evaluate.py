@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from keras_forensics.errors import run_cli  # noqa: E402
+from keras_forensics.errors import run_cli
 
 COMMANDS: dict = {}
 

@@ -8,12 +8,8 @@ command with the same --model_dir resumes from the last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from keras_forensics import config as config_lib  # noqa: E402
-from keras_forensics.errors import ForensicsError, run_cli  # noqa: E402
+from keras_forensics.errors import ForensicsError, run_cli
 
 
 def _flag_help(cls) -> str:

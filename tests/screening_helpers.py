@@ -42,9 +42,11 @@ def save_gray(path, image: np.ndarray, **options) -> None:
     Image.fromarray(np.clip(np.round(np.asarray(image) * 255), 0, 255).astype(np.uint8)).save(path, **options)
 
 
-def run_cli(argv):
-    """Run `python -m keras_forensics ARGV` in-process: (exit status, stdout, stderr)."""
-    from keras_forensics.__main__ import main
+def run_cli(argv, main=None):
+    """Run `python -m keras_forensics ARGV` in-process (or another CLI's `main`): (exit status,
+    stdout, stderr)."""
+    if main is None:
+        from keras_forensics.__main__ import main
 
     out, err = io.StringIO(), io.StringIO()
     status = 0

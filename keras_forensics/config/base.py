@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
 import typing
 from pathlib import Path
 
@@ -84,10 +86,67 @@ def replace(config, **overrides):
             nested.setdefault(owners[0], {})[key] = value
     for head, values in nested.items():
         direct[head] = replace(getattr(config, head), **values)
+    for key, value in direct.items():
+        if not dataclasses.is_dataclass(value):
+            check_field(key, value, hints.get(key))
     try:
         return dataclasses.replace(config, **direct)
     except TypeError as error:
         raise ForensicsError(str(error)) from None
+
+
+def check_field(name: str, value, hint) -> None:
+    """ForensicsError naming --`name` unless `value` has the type of its annotation `hint` and a
+    sensible range: numbers are finite and not negative, except in a `*_range` field, whose (low,
+    high) may be negative but must be ordered. The one check of every flag, before a trainer
+    writes anything (the per-config `__post_init__` checks add what only they know)."""
+    if not _has_type(value, hint):
+        raise ForensicsError(f"--{name} takes {_type_name(hint)}, got {value!r}")
+    numbers = [v for v in (value if isinstance(value, tuple) else (value,))
+               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not all(math.isfinite(v) for v in numbers):
+        raise ForensicsError(f"--{name} must be finite, got {value!r}")
+    if name.endswith("_range"):
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            raise ForensicsError(f"--{name} is (low, high) with low <= high, got {value!r}")
+    elif any(v < 0 for v in numbers):
+        raise ForensicsError(f"--{name} must not be negative, got {value!r}")
+
+
+def _has_type(value, hint) -> bool:
+    if hint is None or hint is typing.Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_has_type(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_has_type(v, a) for v, a in zip(value, args))
+    return True  # nested configs and other annotations are checked where they are defined
+
+
+def _type_name(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in args)
+    if origin is tuple:
+        inner = _type_name(args[0]) if args else "a value"
+        return f"a comma-separated list ({inner} each)" if Ellipsis in args else f"{len(args)} values ({inner} each)"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a word",
+            type(None): "nothing"}.get(hint, str(hint))
 
 
 def _coerce(current, value, name, hint=None):
@@ -104,7 +163,10 @@ def _coerce(current, value, name, hint=None):
             value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
         if isinstance(value, (str, int, float)):
             value = (value,)
-        value = tuple(type(current[0])(v) for v in value) if current else tuple(value)
+        try:
+            value = tuple(type(current[0])(v) for v in value) if current else tuple(value)
+        except (TypeError, ValueError):
+            raise ForensicsError(f"--{name} takes {_type_name(hint or type(current))}, got {value!r}") from None
         variable = Ellipsis in typing.get_args(hint) or not current
         if not variable and len(value) != len(current):
             raise ForensicsError(f"--{name} takes {len(current)} values, got {len(value)}")

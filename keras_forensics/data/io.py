@@ -347,6 +347,16 @@ def _composite_over_white(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return (gray * alpha + (1.0 - alpha)).astype(np.float32)
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """A file name as text that any UTF-8 file, page or terminal can hold.
+
+    A name whose bytes are not valid UTF-8 reaches Python with surrogate escapes, which no UTF-8
+    writer accepts (one such name used to abort a whole report); its undecodable bytes are shown
+    as `\\xNN` instead, the rest of the name as it is.
+    """
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
 @dataclasses.dataclass
 class ScanReport:
     """What a folder scan read and what it skipped (path, reason)."""
@@ -397,7 +407,7 @@ def scan_images(
                 image = read_image(path, max_pixels=max_pixels, color=color)
             except ImageReadError as error:
                 logger.warning("skipping %s", error)
-                report.skipped.append((str(path), error.reason))
+                report.skipped.append((display_path(path), error.reason))
                 continue
             report.read += 1
             yield path, image
@@ -405,6 +415,25 @@ def scan_images(
 
 # ---------------------------------------------------------------------------------------------
 # writing
+
+
+def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """`path` if it is, or can be made, a writable folder; else ForensicsError naming `flag`.
+
+    Nothing is created: commands call this before any work, so a bad --out ends at once with one
+    line instead of a traceback after the whole run.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ForensicsError(f"{flag} {path}: exists and is not a folder")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ForensicsError(f"{flag} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ForensicsError(f"{flag} {path}: {ancestor} is not writable")
+    return path
 
 
 def quantize(images: np.ndarray, bit_depth: int) -> np.ndarray:

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 CSV_COLUMNS = ("file", "p_fake", "p_fake_max_patch")
 THUMBNAIL = 384  # longest side of the pictures in the report
 SPECTRUM_SIZE = 256  # side of the centre crop whose spectrum the report shows
+MIN_SPECTRUM_SIZE = 8  # below this side a spectrum has too few frequencies to show (a rule line)
 
 
 def _png(array: np.ndarray) -> str:
@@ -70,8 +71,11 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 def spectrum_pictures(image: np.ndarray) -> tuple[str, str]:
     """(PNG data URI of the centred 2-D log spectrum, inline SVG of the 1-D profile) of the image's
-    central square crop (at most SPECTRUM_SIZE px)."""
+    central square crop (at most SPECTRUM_SIZE px); (None, a note) for an image with a side below
+    MIN_SPECTRUM_SIZE, whose spectrum would be a few numbers."""
     side = min(SPECTRUM_SIZE, *image.shape)
+    if side < MIN_SPECTRUM_SIZE:
+        return None, f"<span class='small'>no spectrum: a side of {side} px is below {MIN_SPECTRUM_SIZE} px</span>"
     top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
     crop = image[None, top:top + side, left:left + side]
     log_power = spectrum.log_spectrum_2d(crop).numpy()[0]
@@ -94,7 +98,7 @@ def spectrum_pictures(image: np.ndarray) -> tuple[str, str]:
 def write_scores(rows, path) -> Path:
     """scores.csv: one row per image, columns exactly CSV_COLUMNS."""
     path = Path(path)
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
@@ -114,6 +118,8 @@ def write_report(entries, path, detector_name: str, skipped=()) -> Path:
     rows = []
     for entry in sorted(entries, key=lambda e: -e["p_fake_max_patch"]):
         verdict = "fake" if entry["p_fake_max_patch"] >= 0.5 else "real"
+        spectrum_picture = (f"<img src='{entry['spectrum']}' alt='log spectrum' width='160'><br>"
+                            if entry["spectrum"] else "")
         rows.append(
             f"<tr><td><b>{html.escape(entry['file'])}</b><br><span class='small'>{entry['shape'][1]}x"
             f"{entry['shape'][0]} px, {entry['patches']} patches judged</span><br>"
@@ -121,7 +127,7 @@ def write_report(entries, path, detector_name: str, skipped=()) -> Path:
             f"mean p_fake {entry['p_fake']:.3f}</td>"
             f"<td><img src='{entry['image']}' alt='image'></td>"
             f"<td><img src='{entry['overlay']}' alt='p_fake heat map'></td>"
-            f"<td><img src='{entry['spectrum']}' alt='log spectrum' width='160'><br>{entry['profile']}</td></tr>"
+            f"<td>{spectrum_picture}{entry['profile']}</td></tr>"
         )
     skipped_html = "".join(f"<li>{html.escape(f)}: {html.escape(r)}</li>" for f, r in skipped)
     document = f"""<!DOCTYPE html>
@@ -151,14 +157,14 @@ def detect(inputs, out, model=None, stride: int | None = None, batch_size: int =
         raise ForensicsError("give at least one image file or folder to score")
     if not out:
         raise ForensicsError("--out DIR is required (scores.csv and report.html are written there)")
+    out = io.check_output_folder(out)  # before the model loads and any image is scored
     detector = Detector.load(model)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = io.ScanReport()
     rows, entries = [], []
     for path, image in io.scan_images(list(inputs), report=report):
         verdict = detector.score(image, stride=stride, batch_size=batch_size)
-        row = {"file": str(path), "p_fake": verdict.p_fake, "p_fake_max_patch": verdict.p_fake_max_patch}
+        row = {"file": io.display_path(path), "p_fake": verdict.p_fake, "p_fake_max_patch": verdict.p_fake_max_patch}
         rows.append(row)
         spectrum_png, profile_svg = spectrum_pictures(image)
         entries.append({

@@ -148,15 +148,18 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
     invariant to them; --noturns: as they are. Exit status 0 when the screen
     completed (skipped inputs are listed), 1 if no input was readable.
     """
-    from keras_forensics.screening.screener import NothingToScreen, Screener
+    from keras_forensics.data.io import check_output_folder
+    from keras_forensics.screening.screener import NothingToScreen, Screener, check_options
 
     _warnings_to_stderr()
     paths = _inputs(inputs)
     if not paths:
         raise ForensicsError("screen needs at least one INPUT (image files, folders or PDFs)")
-    screener = Screener.load(model, calibration, threshold=threshold, neighbours=neighbours, split=split,
-                             min_panel_size=min_panel_size, exact_max=exact_max, verify_all_max=verify_all_max,
-                             verify=verify, turns=turns)
+    check_output_folder(out)
+    options = dict(threshold=threshold, neighbours=neighbours, split=split, min_panel_size=min_panel_size,
+                   exact_max=exact_max, verify_all_max=verify_all_max, verify=verify, turns=turns)
+    check_options(**options)  # before the model loads: a bad flag costs nothing
+    screener = Screener.load(model, calibration, **options)
     try:
         result = screener.screen(paths, out=out, index=index, method=method, groups_in_full=groups_in_full)
     except NothingToScreen as error:

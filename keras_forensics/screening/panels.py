@@ -213,11 +213,11 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], problems: list[Problem]) 
                 if child.suffix.lower() in io.IMAGE_SUFFIXES or is_pdf(child):
                     files.append(child)
                 else:
-                    problems.append(Problem(str(child), "not an image or PDF file"))
+                    problems.append(Problem(io.display_path(child), "not an image or PDF file"))
         elif path.is_file():
             files.append(path)
         else:
-            problems.append(Problem(str(path), "no such file or folder"))
+            problems.append(Problem(io.display_path(path), "no such file or folder"))
     unique, seen = [], set()
     for path in files:
         resolved = path.resolve()
@@ -252,15 +252,16 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
     first_of: dict[str, str] = {}
     skip_sha256 = set(skip_sha256)
     for path in tqdm(files, desc="reading inputs", unit="file", disable=not progress, leave=False):
+        name = io.display_path(path)  # what the report shows and pairs.csv holds
         try:
             digest = sha256_of(path)
         except OSError as error:
-            problems.append(Problem(str(path), f"cannot read ({error.strerror or error})"))
+            problems.append(Problem(name, f"cannot read ({error.strerror or error})"))
             continue
         if digest in first_of:
-            collection.identical.append(IdenticalFiles(first_of[digest], str(path), digest))
+            collection.identical.append(IdenticalFiles(first_of[digest], name, digest))
             continue
-        first_of[digest] = str(path)
+        first_of[digest] = name
         if digest in skip_sha256:
             continue
         before = len(collection.panels)
@@ -268,27 +269,27 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
             try:
                 extracted = extract_images(path)
             except PdfError as error:
-                problems.append(Problem(str(path), error.reason))
+                problems.append(Problem(name, error.reason))
                 continue
             collection.files_read += 1
-            problems.extend(Problem(str(path), message) for message in extracted.problems)
+            problems.extend(Problem(name, message) for message in extracted.problems)
             if not extracted.images and not extracted.problems:
-                problems.append(Problem(str(path), f"PDF has no embedded images ({extracted.pages} page(s)); "
-                                                   "nothing to screen"))
+                problems.append(Problem(name, f"PDF has no embedded images ({extracted.pages} page(s)); "
+                                               "nothing to screen"))
             for item in extracted.images:
                 where = f"page {item.page} image {item.index}"
                 collection.panels.extend(_figure_panels(
-                    item.image, str(path), item.page, item.index, str(path),
-                    f"{path}#p{item.page}i{item.index}", split in ("pdf", "all"), min_size, problems, where))
+                    item.image, name, item.page, item.index, name, f"{name}#p{item.page}i{item.index}",
+                    split in ("pdf", "all"), min_size, problems, where))
         else:
             try:
                 image = io.read_image(path)
             except ImageReadError as error:
-                problems.append(Problem(str(path), error.reason))
+                problems.append(Problem(name, error.reason))
                 continue
             collection.files_read += 1
             collection.panels.extend(_figure_panels(
-                image, str(path), None, None, str(path.parent), str(path), split == "all", min_size,
+                image, name, None, None, io.display_path(path.parent), name, split == "all", min_size,
                 problems, "image"))
         for panel in collection.panels[before:]:
             panel.sha256 = digest

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_forensics.data import io
 from keras_forensics.errors import ForensicsError
 from keras_forensics.screening import panels as panels_lib
 from keras_forensics.screening.panels import Panel
@@ -144,10 +145,8 @@ class Screener:
                  progress: bool = True):
         from keras_forensics.screening.pairs import EXACT_MAX, VERIFY_ALL_MAX
 
-        if threshold is not None and (threshold < 0 or not math.isfinite(threshold)):
-            raise ForensicsError(f"--threshold must be a non-negative number, got {threshold}")
-        if neighbours < 0:
-            raise ForensicsError(f"--neighbours must be >= 0, got {neighbours}")
+        check_options(threshold=threshold, neighbours=neighbours, exact_max=exact_max,
+                      verify_all_max=verify_all_max, min_panel_size=min_panel_size)
         self.scorer = scorer
         self.combiner = combiner or CombinedScore.load()
         self.threshold = None if threshold is None else float(threshold)
@@ -227,8 +226,10 @@ class Screener:
         from keras_forensics.screening.pairs import all_pairs, search_pairs, verifies_every_pair
 
         groups_in_full = report.GROUPS_IN_FULL if groups_in_full is None else groups_in_full
-        if isinstance(groups_in_full, bool) or not isinstance(groups_in_full, int) or groups_in_full < 0:
+        if not _is_whole(groups_in_full) or groups_in_full < 0:
             raise ForensicsError(f"--groups_in_full must be a whole number >= 0, got {groups_in_full!r}")
+        if out is not None:
+            io.check_output_folder(out)
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
         inputs = list(inputs)
@@ -314,6 +315,26 @@ class Screener:
         a, b = _file_panel(item.original, f"identical{number}a"), _file_panel(item.copy, f"identical{number}b")
         return PairRecord(a, b, 0.0, float(self.scorer.p_same(0.0)), 1.0,
                           "identical-file", None, None, note=f"identical file (sha256 {item.sha256[:12]})")
+
+
+def check_options(threshold=None, neighbours=None, exact_max=None, verify_all_max=None, min_panel_size=None,
+                  **_others) -> None:
+    """ForensicsError naming the flag for a Screener option of the wrong type or range (None: the
+    default); the CLI calls this before it loads a model."""
+    if threshold is not None and (not _is_number(threshold) or threshold < 0 or not math.isfinite(threshold)):
+        raise ForensicsError(f"--threshold must be a non-negative number, got {threshold!r}")
+    for flag, value, minimum in (("--neighbours", neighbours, 0), ("--exact_max", exact_max, 0),
+                                 ("--verify_all_max", verify_all_max, 0), ("--min_panel_size", min_panel_size, 1)):
+        if value is not None and (not _is_whole(value) or value < minimum):
+            raise ForensicsError(f"{flag} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 class NothingToScreen(ForensicsError):
