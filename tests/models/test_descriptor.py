@@ -177,9 +177,9 @@ def test_train_descriptor_writes_a_calibrated_pair_model(descriptor_run):
 @pytest.mark.slow
 def test_exported_descriptor_scores_like_the_run(descriptor_run, tmp_path):
     from keras_forensics.screening.model import load_scorer
-    from keras_forensics.serving import signatures
+    from keras_forensics.serving import export
 
-    result = signatures.export("siamese", descriptor_run, export_base=tmp_path, verbose=False)
+    result = export.export("siamese", descriptor_run, export_base=tmp_path, verbose=False)
     described = json.loads((result.path / "assets.extra" / "siamese.json").read_text())
     assert described["metric"] == "squared_l2" and described["orientation_invariant"] is True
     split = json.loads((result.path / "assets.extra" / "split.json").read_text())
