@@ -10,8 +10,8 @@ class CosineDistance(keras.layers.Layer):
 
     The public contract of the Siamese model holds: two images are "the same" when f <= 1, i.e.
     when their cosine similarity is at least `threshold`, and p_same = sigmoid(sharpness (1 - f)).
-    Both numbers are set after training from validation pairs (`calibrate`), not learnt by the
-    gradient.
+    Both numbers are calibrated on validation pairs after training (`training.descriptor.calibrate`)
+    and given to the layer; the gradient never changes them.
 
     For unit vectors |a - b|^2 = 2 (1 - cos), so `weight(x) = x / sqrt(2 (1 - threshold))` maps
     embeddings to vectors whose squared L2 distance is f: a search under f is plain squared-L2
@@ -42,14 +42,6 @@ class CosineDistance(keras.layers.Layer):
         self.p_same_sharpness = self.add_weight(
             name="p_same_sharpness", shape=(), trainable=False,
             initializer=keras.initializers.Constant(self.sharpness))
-
-    def calibrate(self, threshold: float, sharpness: float) -> None:
-        """Set the decision threshold (a cosine similarity) and the slope of p_same."""
-        if not -1.0 < threshold < 1.0:
-            raise ValueError(f"threshold must lie in (-1, 1), got {threshold}")
-        self.cosine_threshold.assign(threshold)
-        self.p_same_sharpness.assign(sharpness)
-        self.threshold, self.sharpness = float(threshold), float(sharpness)
 
     def weight(self, embeddings):
         """Embeddings scaled so that squared L2 distances between them equal f."""

@@ -113,9 +113,9 @@ def test_cosine_distance_is_one_at_the_threshold_and_squared_l2_of_weighted(tmp_
     x, y = _unit(rng.normal(size=(5, 8))).astype(np.float32), _unit(rng.normal(size=(5, 8))).astype(np.float32)
     weighted = distance.weight(x).numpy() - distance.weight(y).numpy()
     np.testing.assert_allclose((weighted ** 2).sum(1), distance([x, y]), rtol=1e-5)
-    distance.calibrate(0.5, 2.0)
-    np.testing.assert_allclose(distance([a, b]), [0.8], rtol=1e-6)
-    assert CosineDistance.from_config(distance.get_config()).threshold == 0.5
+    other = CosineDistance(threshold=0.5, sharpness=2.0)
+    np.testing.assert_allclose(other([a, b]), [0.8], rtol=1e-6)  # (1 - 0.6) / (1 - 0.5)
+    assert CosineDistance.from_config(other.get_config()).threshold == 0.5
     with pytest.raises(ValueError):
         CosineDistance(threshold=1.0)
     run_layer_test(CosineDistance(0.5), [x, y], (5,), tmp_path)
