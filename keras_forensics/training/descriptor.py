@@ -10,7 +10,6 @@ p_same are calibrated on validation pairs, and the run writes model.keras: the p
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import keras
@@ -94,7 +93,6 @@ def pair_scores(embedding: keras.Model, pairs: dict, batch_size: int = 128) -> d
     similarity = first @ second.T
     ids = pairs["ids"]
     other_patch = ids[:, None] != ids[None, :]
-    count = len(first)
     rival = np.where(other_patch, similarity, -np.inf).max(axis=1)
     return {"positive": np.diag(similarity), "negative": similarity[other_patch],
             "recall_at_1": float(np.mean(np.diag(similarity) > rival))}
