@@ -195,17 +195,19 @@ def screen(n="1000,10000,100000", dimension: int = 128, threshold: float = 1.0, 
 
 def screen_accuracy(folder: str, calibration_folder: str | None = None, model: str | None = None,
                     threshold: float = 1.0, neighbours: int = 2, write_calibration: str | None = None,
-                    turns: bool = True):
+                    turns: bool = True, normalise: bool = True):
     """AP on real-case re-uses (tools/make_real_cases.py): Siamese, verifier, combined, pHash.
 
     --calibration_folder: fit the combined score there first (a validation folder);
     --write_calibration FILE saves the fit (keras_forensics/screening/calibration.json ships it).
     --noturns: Siamese distances of the panels as they are (screen --noturns).
+    --nonormalise: raw Siamese distances, not normalised against the model's background set
+    (screen --nonormalise).
     """
     from screening_benchmarks import accuracy_benchmark
 
     return _emit(accuracy_benchmark(folder, calibration_folder, model, threshold, neighbours, write_calibration,
-                                    turns=turns))
+                                    turns=turns, normalise=normalise))
 
 
 def archive(n="1000,10000", model: str | None = None, split_json: str | None = None, seed: int = 0,

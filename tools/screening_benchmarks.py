@@ -215,7 +215,7 @@ def phash_bits(images, oriented: bool = True) -> np.ndarray:
     return bits if oriented else bits[:, 0]
 
 
-def _pair_scores(folder, scorer, verifier, progress=True, turns=True):
+def _pair_scores(folder, scorer, verifier, progress=True, turns=True, normalise=True):
     """Everything measured on one real-case folder, for all pairs i < j (upper triangle order).
 
     With `turns`, the Siamese distance is the screener's: the smallest over either panel's 8
@@ -236,7 +236,10 @@ def _pair_scores(folder, scorer, verifier, progress=True, turns=True):
     start = time.perf_counter()
     oriented = scorer.embed_panels(images, progress=progress, oriented=turns)
     embed_s = time.perf_counter() - start
-    distance = distance_matrix(oriented)[first, second]
+    distance = distance_matrix(oriented, scorer.metric)[first, second]
+    if normalise and scorer.background is not None:
+        offsets = scorer.background.offsets(oriented[:, 0] if turns else oriented)
+        distance = scorer.background.normalise(distance, offsets[first], offsets[second])
 
     start = time.perf_counter()
     inliers = np.zeros(len(first), np.int64)
@@ -256,7 +259,8 @@ def _pair_scores(folder, scorer, verifier, progress=True, turns=True):
 
 
 def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: float = 1.0, neighbours: int = 2,
-                       write_calibration=None, progress: bool = True, turns: bool = True) -> dict:
+                       write_calibration=None, progress: bool = True, turns: bool = True,
+                       normalise: bool = True) -> dict:
     """See the module docstring."""
     from keras_forensics.screening.model import load_scorer
     from keras_forensics.screening.pairs import search_pairs, verifies_every_pair
@@ -264,11 +268,13 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     from keras_forensics.screening.verify import Verifier
 
     scorer = load_scorer(model)
+    turns = turns and not scorer.invariant  # as the screener: an invariant embedding needs no 8x search
+    normalise = normalise and scorer.background is not None
     verifier = Verifier()
-    test = _pair_scores(folder, scorer, verifier, progress, turns)
+    test = _pair_scores(folder, scorer, verifier, progress, turns, normalise)
     if calibration_folder:
         verifier.clear()
-        validation = _pair_scores(calibration_folder, scorer, verifier, progress, turns)
+        validation = _pair_scores(calibration_folder, scorer, verifier, progress, turns, normalise)
         combiner = CombinedScore.fit(validation["distance"], validation["inliers"], validation["labels"],
                                      validation["coverage"],
                                      fitted_on=f"{Path(calibration_folder).name}: {len(validation['labels'])} "
@@ -285,7 +291,8 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     # threshold or among the nearest) are verified. Up to it (this folder), screen verifies every
     # pair, which is ap_combined.
     oriented = test["oriented"]
-    candidates, _ = search_pairs(oriented[:, 0], threshold, "exact", k=neighbours, turned=oriented[:, 1:])
+    candidates, _ = search_pairs(oriented[:, 0], threshold, "exact", k=neighbours, turned=oriented[:, 1:],
+                                 metric=scorer.metric, background=scorer.background if normalise else None)
     position = {(int(i), int(j)): n for n, (i, j) in enumerate(zip(test["first"], test["second"]))}
     verified = np.zeros(len(labels), bool)
     verified[[position[p] for p in candidates.as_set()]] = True
@@ -295,7 +302,7 @@ def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: f
     result = {
         "benchmark": "screen-accuracy",
         "folder": str(folder), "panels": test["panels"], "pairs": int(len(labels)), "reused_pairs": int(labels.sum()),
-        "model": scorer.source, "turns": bool(turns),
+        "model": scorer.source, "turns": bool(turns), "normalised": bool(normalise),
         "ap_siamese": round(average_precision(-test["distance"], labels), 4),
         "ap_verifier": round(average_precision(test["inliers"], labels), 4),
         "ap_combined": round(average_precision(combined_all, labels), 4),
@@ -582,13 +589,14 @@ def ap_from_distances(distance_chunks, positive_distances) -> float:
 
 
 def retrieval_stats(vectors, metric: str, first, second, ks=RECALL_AT, all_pairs_max: int = ALL_PAIRS_MAX,
-                    block_rows: int = 512) -> dict:
+                    block_rows: int = 512, offsets=None) -> dict:
     """All-pairs AP and shortlist recall@k of the re-used pairs (first, second) under `metric`.
 
     `vectors` [N, D], or [N, T, D] in T orientations: a pair's distance is then the smallest
     between either panel in any orientation and the other as it is (pairs.distance_matrix), here
     computed a block of rows at a time. recall@k: the share of re-used pairs with one panel among
     the other's k nearest (a screen's shortlist of k neighbours makes them candidates).
+    `offsets` [N] (`Background.offsets`): rank by the normalised distance f + o_a + o_b instead.
     """
     from keras_forensics.screening.pairs import pairwise_distances
 
@@ -610,6 +618,8 @@ def retrieval_stats(vectors, metric: str, first, second, ks=RECALL_AT, all_pairs
         for turn in range(1, turns):
             np.minimum(block, pairwise_distances(vectors[r0:r1, turn], base, metric), out=block)
             np.minimum(block, pairwise_distances(vectors[:, turn], base[r0:r1], metric).T, out=block)
+        if offsets is not None:
+            block = np.maximum(block + offsets[r0:r1, None] + offsets[None, :], 0.0)
         if store:
             for row in range(r0, r1):
                 upper[offsets[row]:offsets[row] + count - row - 1] = block[row - r0, row + 1:]
@@ -823,8 +833,12 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
             screen, vectors = archive_screen(screener, folder, rows, first, second, workspace)
 
             start = time.perf_counter()
-            descriptor = retrieval_stats(vectors, scorer.metric, first, second)
+            background = screener.background
+            offsets = None if background is None else background.offsets(vectors[:, 0] if vectors.ndim == 3 else vectors)
+            descriptor = retrieval_stats(vectors, scorer.metric, first, second, offsets=offsets)
             descriptor["all_pairs_s"] = round(time.perf_counter() - start, 2)
+            descriptor["distance"] = "raw f" if background is None else "normalised f_norm (screening.background)"
+            raw = retrieval_stats(vectors, scorer.metric, first, second) if background is not None else None
             start = time.perf_counter()
             hashes = phash_bits([np.asarray(Image.open(folder / "panels" / row["file"]).convert("L")) for row in rows])
             hash_s = time.perf_counter() - start
@@ -839,7 +853,7 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
                 "planted_reuses": roles.count("reuse"), "distractors": roles.count("distractor"),
                 "distractor_sources": len({row["source"] for row in rows if row["role"] == "distractor"}),
                 "reuse_pairs": int(len(first)), "build_archive_s": round(build_s, 2),
-                "descriptor": descriptor, "phash_8_orientations": phash,
+                "descriptor": descriptor, "descriptor_raw_distance": raw, "phash_8_orientations": phash,
                 "ap_ratio_descriptor_to_phash": (round(descriptor["ap_all_pairs"] / phash["ap_all_pairs"], 2)
                                                  if phash["ap_all_pairs"] else None),
                 "screen": screen, "process_peak_rss_mb": _process_peak_mb(),

@@ -129,7 +129,7 @@ def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = 
 def screen(*inputs, out: str, threshold: float | None = None, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 10, split: str = "pdf", min_panel_size: int = 64,
            method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
-           turns: bool = True, groups_in_full: int = 50) -> str:
+           turns: bool = True, groups_in_full: int = 50, normalise: bool = True) -> str:
     """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
 
     REPORT_DIR gets pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined,
@@ -145,7 +145,10 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
     --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw
     (auto: exact up to --exact_max panels, FAISS flat up to 100,000, then FAISS HNSW). Panels are
     compared in all 8 orientations (quarter turns, mirrored), unless the model's embedding is
-    invariant to them; --noturns: as they are. Exit status 0 when the screen
+    invariant to them; --noturns: as they are. Distances are normalised against the model's
+    background set of unrelated panels when it ships one (SSCD score normalisation: a panel that
+    is close to everything is pushed away, so one threshold means the same in any archive);
+    --nonormalise: the raw distance. Exit status 0 when the screen
     completed (skipped inputs are listed), 1 if no input was readable.
     """
     from keras_forensics.data.io import check_output_folder
@@ -159,7 +162,7 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
     options = dict(threshold=threshold, neighbours=neighbours, split=split, min_panel_size=min_panel_size,
                    exact_max=exact_max, verify_all_max=verify_all_max, verify=verify, turns=turns)
     check_options(**options)  # before the model loads: a bad flag costs nothing
-    screener = Screener.load(model, calibration, **options)
+    screener = Screener.load(model, calibration, normalise=normalise, **options)
     try:
         result = screener.screen(paths, out=out, index=index, method=method, groups_in_full=groups_in_full)
     except NothingToScreen as error:

@@ -10,7 +10,10 @@ manuscript with everything indexed before. INDEX_DIR holds:
   figure_key, sha256 (of the file), width, height;
 * panels/<key>.png: the crops, for the verifier and the report;
 * meta.json: the model that embedded them and its fingerprint (a screen with another model is
-  refused: its distances would mean nothing), the index kind and the panel count.
+  refused: its distances would mean nothing), the index kind and the panel count, and whether
+  the index is `normalised`: built with a model that ships a background set, its rows carry one
+  more coordinate (`background.Background.augment`) so that its searches rank by the normalised
+  distance f_norm, as a screen within the input does.
 
 Files are read, embedded and written one at a time, so a corpus need not fit in memory; files
 already indexed (same SHA-256) are skipped. Writes go to temporary files renamed into place.
@@ -29,6 +32,8 @@ from keras_forensics.errors import ForensicsError
 from keras_forensics.screening import panels as panels_lib
 from keras_forensics.screening.panels import Panel
 
+BACKGROUND_HELP = "re-export the model with its run's background.npz, or rebuild the index"
+
 TABLE_COLUMNS = ("id", "key", "file", "page", "figure", "box", "paper", "figure_key", "sha256", "width", "height")
 FORMAT_VERSION = 1
 
@@ -36,11 +41,12 @@ FORMAT_VERSION = 1
 class ScreeningIndex:
     """An index folder in memory: FAISS index, panel table, metadata."""
 
-    def __init__(self, folder: Path, faiss_index, table: list[dict], meta: dict):
+    def __init__(self, folder: Path, faiss_index, table: list[dict], meta: dict, background=None):
         self.folder = Path(folder)
         self.faiss_index = faiss_index
         self.table = table
         self.meta = meta
+        self.background = background if meta.get("normalised") else None
         self._panels: dict[int, Panel] = {}
 
     def __len__(self) -> int:
@@ -56,9 +62,12 @@ class ScreeningIndex:
         if (folder / "meta.json").exists():
             raise ForensicsError(f"{folder} already holds an index; use `index add` to extend it")
         (folder / "panels").mkdir(parents=True, exist_ok=True)
+        normalised = scorer.background is not None
         meta = {"format": FORMAT_VERSION, "model": scorer.source, "fingerprint": scorer.fingerprint().tolist(),
-                "dimension": scorer.dimension, "kind": kind, "count": 0, **scorer.describe()}
-        return cls(folder, build_faiss_index(None, kind, dimension=scorer.dimension, metric=scorer.metric), [], meta)
+                "dimension": scorer.dimension, "kind": kind, "count": 0, "normalised": normalised,
+                **scorer.describe()}
+        faiss_index = build_faiss_index(None, kind, dimension=scorer.dimension + normalised, metric=scorer.metric)
+        return cls(folder, faiss_index, [], meta, scorer.background)
 
     @classmethod
     def open(cls, folder, scorer=None) -> "ScreeningIndex":
@@ -81,7 +90,11 @@ class ScreeningIndex:
         if faiss_index.ntotal != len(table):
             raise ForensicsError(f"{folder}: panels.faiss holds {faiss_index.ntotal} panels but panels.csv "
                                  f"{len(table)}; the index is damaged, rebuild it")
-        return cls(folder, faiss_index, table, meta)
+        background = None if scorer is None else scorer.background
+        if meta.get("normalised") and background is None:
+            raise ForensicsError(f"--index {folder} holds normalised rows but the model has no background set "
+                                 f"({BACKGROUND_HELP})")
+        return cls(folder, faiss_index, table, meta, background)
 
     def save(self) -> None:
         from keras_forensics.screening.pairs import faiss_module
@@ -148,6 +161,8 @@ class ScreeningIndex:
                 "figure_key": panel.figure_key, "sha256": panel.sha256,
                 "width": panel.figure_size[0], "height": panel.figure_size[1]})
         if len(vectors):
+            if self.background is not None:
+                vectors, _ = self.background.augment(vectors, self.background.offsets(vectors))
             self.faiss_index.add(np.ascontiguousarray(vectors, np.float32))
 
     def query(self, vectors: np.ndarray, threshold: float, k: int = 0):
@@ -155,15 +170,29 @@ class ScreeningIndex:
 
         `vectors` [N, D], or [N, T, D] with each query in T orientations: every orientation is
         looked up, the rows refer to the N queries, and each (query, entry) pair comes once, at its
-        smallest distance over the orientations."""
+        smallest distance over the orientations. A `normalised` index answers in f_norm, and
+        `threshold` is one on f_norm."""
         from keras_forensics.screening.pairs import query_index
 
         vectors = np.asarray(vectors, np.float32)
+        oriented = vectors if vectors.ndim == 3 else vectors[:, None]
+        count, turns, _ = oriented.shape
+        queries = oriented.transpose(1, 0, 2).reshape(count * turns, -1)
+        background = self.background
+        if background is None:
+            rows, ids, distances = query_index(self.faiss_index, queries, threshold, k)
+        else:
+            offsets = background.offsets(oriented[:, 0])
+            admit = np.isfinite(threshold) and threshold >= 0
+            limits = background.search_threshold(threshold, offsets) if admit else None
+            rows, ids, distances = query_index(self.faiss_index, background.query_rows(queries),
+                                               float(np.max(limits)) if admit else threshold, k)
+            if admit:
+                keep = (distances <= limits[rows % count]) | _ranks_below(rows, distances, k)
+                rows, ids, distances = rows[keep], ids[keep], distances[keep]
+            distances = background.from_search(distances, offsets[rows % count])
         if vectors.ndim == 2:
-            return query_index(self.faiss_index, vectors, threshold, k)
-        count, turns, _ = vectors.shape
-        rows, ids, distances = query_index(self.faiss_index, vectors.transpose(1, 0, 2).reshape(count * turns, -1),
-                                           threshold, k)
+            return rows, ids, distances
         rows = rows % max(count, 1)
         order = np.lexsort((distances, ids, rows))
         rows, ids, distances = rows[order], ids[order], distances[order]
@@ -186,6 +215,19 @@ class ScreeningIndex:
                       sha256=row["sha256"])
         self._panels[number] = panel
         return panel
+
+
+def _ranks_below(rows: np.ndarray, distances: np.ndarray, k: int) -> np.ndarray:
+    """Whether each found (row, distance) is among its row's k nearest found (the shortlist)."""
+    keep = np.zeros(len(rows), bool)
+    if not k or not len(rows):
+        return keep
+    order = np.lexsort((distances, rows))
+    sorted_rows = rows[order]
+    starts = np.r_[0, np.nonzero(sorted_rows[1:] != sorted_rows[:-1])[0] + 1]
+    rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    keep[order] = rank < k
+    return keep
 
 
 def build(inputs, out, scorer, kind: str = "hnsw", **options) -> dict:

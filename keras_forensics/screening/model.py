@@ -30,6 +30,7 @@ import numpy as np
 
 from keras_forensics import artifacts
 from keras_forensics.errors import ForensicsError
+from keras_forensics.screening.background import BACKGROUND_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ class SiameseScorer:
         input_size: the side of the network's square input (128).
         embedding, distance: the Keras embedding model and `WeightedL1Distance` layer when the
             scorer was loaded from a Keras file (Grad-CAM needs them), else None.
+        background: the `background.Background` that normalises this model's distances in a
+            screen (shipped beside the copy-detection descriptor), else None.
     """
 
     def __init__(self, weighted_fn, input_size: int, source: str, embedding=None, distance=None,
-                 metric: str = "l1", sharpness: float = 1.0, invariant: bool = False):
+                 metric: str = "l1", sharpness: float = 1.0, invariant: bool = False, background=None):
         self._weighted_fn = weighted_fn
         self.input_size = int(input_size)
         self.source = source
@@ -81,6 +84,7 @@ class SiameseScorer:
         self.metric = metric
         self.sharpness = float(sharpness)
         self.invariant = bool(invariant)
+        self.background = background
 
     @classmethod
     def from_keras(cls, embedding, distance, source: str = "keras model") -> "SiameseScorer":
@@ -99,7 +103,11 @@ class SiameseScorer:
 
     def describe(self) -> dict:
         """What the distances of this scorer mean (written beside an exported model and an index)."""
-        return {"metric": self.metric, "p_same_sharpness": self.sharpness, "orientation_invariant": self.invariant}
+        described = {"metric": self.metric, "p_same_sharpness": self.sharpness,
+                     "orientation_invariant": self.invariant}
+        if self.background is not None:
+            described["background"] = self.background.describe()
+        return described
 
     def row_distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The distance f between weighted embeddings row by row ([..., D] and [..., D] -> [...])."""
@@ -255,7 +263,9 @@ def _load_saved_model(path: Path) -> SiameseScorer:
         import json
 
         described = json.loads((path / DESCRIPTION_FILE).read_text())
-    scorer = SiameseScorer(weighted, int(spec.shape[1]), f"SavedModel {path}", **_description_arguments(described))
+    arguments = _description_arguments(described)
+    scorer = SiameseScorer(weighted, int(spec.shape[1]), f"SavedModel {path}", **arguments,
+                           background=_background(path / "assets.extra" / BACKGROUND_FILE, arguments["metric"]))
     scorer._saved_model = loaded  # keep the restored object (and its variables) alive
     return scorer
 
@@ -271,4 +281,14 @@ def _load_keras_file(path: Path) -> SiameseScorer:
     from keras_forensics.models import siamese
 
     embedding, distance = siamese.load_parts(path)
-    return SiameseScorer.from_keras(embedding, distance, source=f"keras {path}")
+    scorer = SiameseScorer.from_keras(embedding, distance, source=f"keras {path}")
+    folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    scorer.background = _background(folder / BACKGROUND_FILE, scorer.metric)
+    return scorer
+
+
+def _background(path: Path, metric: str):
+    """The `Background` saved at `path`, or None."""
+    from keras_forensics.screening.background import Background
+
+    return Background.load(path, metric)

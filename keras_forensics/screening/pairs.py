@@ -200,7 +200,7 @@ def all_pairs(vectors: np.ndarray, metric: str = "l1") -> Pairs:
     return Pairs(first.astype(np.int64), second.astype(np.int64), np.asarray(distances, np.float32))
 
 
-def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: int = 256,
+def exact_pairs(vectors: np.ndarray, threshold, k: int = 0, block_rows: int = 256,
                 block_cols: int = 2048, progress: bool = False, queries: np.ndarray | None = None,
                 owners: np.ndarray | None = None, metric: str = "l1") -> Pairs:
     """Every pair with distance (under `metric`) <= threshold, plus each row's `k` nearest others; exact.
@@ -211,7 +211,7 @@ def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: i
 
     With `queries` (and `owners`, the row of `vectors` each query stands for, e.g. a turned copy
     of that panel), every query is compared with every row instead, its own row excluded, and
-    the pairs are (owner, row).
+    the pairs are (owner, row). `threshold` may then be one number per query.
     """
     import tensorflow as tf
     from tqdm.auto import tqdm
@@ -225,7 +225,7 @@ def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: i
         return Pairs.empty()
     block = _kernel(block_rows, block_cols, vectors.shape[1], metric)
     select = _select_fn()
-    threshold_t = tf.constant(float(threshold), tf.float32)
+    thresholds = np.broadcast_to(np.asarray(threshold, np.float32), (len(queries),))
     symmetric_t = tf.constant(symmetric)
     k = int(min(k, count - 1))
     rows_out, cols_out, dist_out = [], [], []
@@ -234,6 +234,7 @@ def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: i
                    disable=not progress, leave=False):
         rows = tf.constant(queries[r0:r0 + block_rows])
         row_owners = tf.constant(owners[r0:r0 + block_rows], tf.int64)
+        row_thresholds = tf.constant(thresholds[r0:r0 + block_rows, None])
         best_d = best_i = None
         for c_index, cols_t in enumerate(cols_t_blocks):
             c0 = c_index * block_cols
@@ -242,7 +243,7 @@ def exact_pairs(vectors: np.ndarray, threshold: float, k: int = 0, block_rows: i
                 continue  # below the diagonal: its pairs come from the mirrored block
             distances = block(rows, cols_t)
             pair_r, pair_c, pair_d, top_d, top_i = select(distances, row_owners, tf.constant(c0, tf.int64),
-                                                          threshold_t, tf.constant(max(k, 1)), symmetric_t)
+                                                          row_thresholds, tf.constant(max(k, 1)), symmetric_t)
             rows_out.append(pair_r.numpy())
             cols_out.append(pair_c.numpy())
             dist_out.append(pair_d.numpy())
@@ -264,8 +265,8 @@ def _select_fn():
 
     @tf.function(reduce_retracing=True)
     def select(distances, owners, c0, threshold, k, symmetric):
-        """Pairs of the block within the threshold (above the diagonal when `symmetric`, else every
-        column but the row's owner), and each row's top k other than its owner."""
+        """Pairs of the block within the threshold ([B, 1]: each row's; above the diagonal when
+        `symmetric`, else every column but the row's owner), and each row's top k other than its owner."""
         shape = tf.shape(distances, out_type=tf.int64)
         rows = owners[:, None]
         cols = c0 + tf.range(shape[1])[None, :]
@@ -337,6 +338,8 @@ def query_index(index, queries: np.ndarray, threshold: float, k: int = 0,
             rows.append(np.nonzero(keep)[0])
             ids.append(top_i[keep])
             distances.append(top_d[keep])
+    if not rows:  # no threshold and k = 0: nothing asked for
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return (np.concatenate(rows).astype(np.int64), np.concatenate(ids).astype(np.int64),
             np.concatenate(distances).astype(np.float32))
 
@@ -360,9 +363,24 @@ def faiss_pairs(vectors: np.ndarray, threshold: float, kind: str = "hnsw", k: in
     return Pairs.from_directed(rows[keep], ids[keep], distances[keep])
 
 
+def _resolve_method(method: str, count: int, exact_max: int) -> str:
+    """"auto" -> exact up to `exact_max` panels, FAISS flat up to FLAT_MAX, HNSW above (exact,
+    with a warning, without FAISS); other names are checked."""
+    if method == "auto":
+        if count <= exact_max:
+            return "exact"
+        if faiss_available():
+            return "flat" if count <= FLAT_MAX else "hnsw"
+        logger.warning("%d panels and no FAISS: comparing all pairs exactly, which is slow (%s)", count, FAISS_HELP)
+        return "exact"
+    if method not in ("exact", "flat", "hnsw"):
+        raise ForensicsError(f"unknown search method {method!r} (use auto, exact, flat or hnsw)")
+    return method
+
+
 def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k: int = 0,
                  exact_max: int = EXACT_MAX, progress: bool = False,
-                 turned: np.ndarray | None = None, metric: str = "l1") -> tuple[Pairs, str]:
+                 turned: np.ndarray | None = None, metric: str = "l1", background=None) -> tuple[Pairs, str]:
     """Pairs within the threshold (plus k nearest) and the method used.
 
     method: "exact" (blockwise TF), "flat" / "hnsw" (FAISS) or "auto" (exact up to `exact_max`
@@ -372,19 +390,14 @@ def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k:
     `turned` [N, T, D]: other orientations of each row (`SiameseScorer.embed_panels(oriented=True)`).
     A pair's distance is then the smallest between either panel as it is and the other in any
     orientation, and the k nearest are looked up for every orientation.
+
+    `background` (a `background.Background`): the distances, the threshold and the k nearest are
+    those of the normalised distance f_norm (`normalised_pairs`).
     """
     count = len(vectors)
-    if method == "auto":
-        if count <= exact_max:
-            method = "exact"
-        elif faiss_available():
-            method = "flat" if count <= FLAT_MAX else "hnsw"
-        else:
-            logger.warning("%d panels and no FAISS: comparing all pairs exactly, which is slow (%s)",
-                           count, FAISS_HELP)
-            method = "exact"
-    if method not in ("exact", "flat", "hnsw"):
-        raise ForensicsError(f"unknown search method {method!r} (use auto, exact, flat or hnsw)")
+    method = _resolve_method(method, count, exact_max)
+    if background is not None:
+        return normalised_pairs(vectors, threshold, method, k, background, progress, turned, metric), method
     if method == "exact":
         pairs = exact_pairs(vectors, threshold, k=k, progress=progress, metric=metric)
     else:
@@ -404,3 +417,64 @@ def search_pairs(vectors: np.ndarray, threshold: float, method: str = "auto", k:
         rows = owners[rows]
     return Pairs.from_directed(np.r_[pairs.first, rows], np.r_[pairs.second, cols],
                                np.r_[pairs.distance, distances]), method
+
+
+def oriented_distances(vectors: np.ndarray, first, second, turned: np.ndarray | None = None,
+                       metric: str = "l1") -> np.ndarray:
+    """The distance of each pair (first[n], second[n]) of [N, D] embeddings; with `turned`
+    [N, T, D], the smallest between either panel in any orientation and the other as it is (as
+    `distance_matrix` and `search_pairs(turned=...)` measure it)."""
+    vectors = np.asarray(vectors, np.float32)
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+
+    def rows(a, b):
+        difference = a.astype(np.float64) - b.astype(np.float64)
+        return (np.abs(difference) if metric == "l1" else difference * difference).sum(-1)
+
+    distance = rows(vectors[first], vectors[second])
+    if turned is not None and np.asarray(turned).shape[1]:
+        turned = np.asarray(turned, np.float32)
+        distance = np.minimum(distance, np.minimum(rows(turned[first], vectors[second][:, None]).min(1),
+                                                   rows(turned[second], vectors[first][:, None]).min(1)))
+    return distance.astype(np.float32)
+
+
+def normalised_pairs(vectors: np.ndarray, threshold: float, method: str, k: int, background,
+                     progress: bool = False, turned: np.ndarray | None = None, metric: str = "l1") -> Pairs:
+    """`search_pairs` under the background-normalised distance f_norm (`screening.background`):
+    the pairs with f_norm <= threshold plus each panel's k nearest under f_norm, with their f_norm.
+
+    The search runs on `Background.augment`ed rows (one more coordinate), whose distances rank
+    each query's neighbours as f_norm does; the pairs' f_norm is then computed from the raw
+    embeddings, in both directions at once.
+    """
+    count = len(vectors)
+    if count < 2:
+        return Pairs.empty()
+    vectors = np.asarray(vectors, np.float32)
+    offsets = background.offsets(vectors)
+    database, queries = background.augment(vectors, offsets)
+    owners = np.arange(count)
+    if turned is not None and np.asarray(turned).shape[1]:
+        turned = np.asarray(turned, np.float32)
+        queries = np.concatenate([queries, background.query_rows(turned.transpose(1, 0, 2).reshape(-1, turned.shape[2]))])
+        owners = np.tile(owners, 1 + turned.shape[1])
+    else:
+        turned = None
+    admit = threshold is not None and np.isfinite(threshold) and threshold >= 0
+    thresholds = background.search_threshold(threshold, offsets[owners]) if admit else np.float32(-np.inf)
+    if method == "exact":
+        found = exact_pairs(database, thresholds, k=k, progress=progress, queries=queries, owners=owners,
+                            metric=metric)
+    else:
+        index = build_faiss_index(database, method, metric=metric)
+        rows, cols, _ = query_index(index, queries, -np.inf, k + 1 if k else 0, MAX_NEIGHBOURS + 1)
+        if admit:
+            ranged_rows, ranged_cols, ranged_d = query_index(index, queries, float(np.max(thresholds)), 0,
+                                                             MAX_NEIGHBOURS + 1)
+            keep = ranged_d <= thresholds[ranged_rows]
+            rows, cols = np.r_[rows, ranged_rows[keep]], np.r_[cols, ranged_cols[keep]]
+        found = Pairs.from_directed(owners[rows], cols, np.zeros(len(rows), np.float32))
+    distance = background.normalise(oriented_distances(vectors, found.first, found.second, turned, metric),
+                                    offsets[found.first], offsets[found.second])
+    return Pairs(found.first, found.second, distance)

@@ -135,6 +135,9 @@ class Screener:
         turns: compare panels in all 8 orientations (quarter turns, mirrored), so a panel re-used
             turned or mirrored is found; a pair's distance is then the smallest over orientations.
             False: each panel only as it is (the network's own f, as TF-Serving computes it).
+        normalise: normalise distances against the model's background set (SSCD score
+            normalisation, `screening.background`), when the model ships one: the shortlist, the
+            threshold and the reported distance are then f_norm. False: the raw distance f.
         progress: progress bars on stderr.
     """
 
@@ -142,7 +145,7 @@ class Screener:
                  neighbours: int = 10, exact_max: int | None = None, verify_all_max: int | None = None,
                  split: str = "pdf",
                  min_panel_size: int = panels_lib.MIN_PANEL_SIZE, verify: bool = True, turns: bool = True,
-                 progress: bool = True):
+                 progress: bool = True, normalise: bool = True):
         from keras_forensics.screening.pairs import EXACT_MAX, VERIFY_ALL_MAX
 
         check_options(threshold=threshold, neighbours=neighbours, exact_max=exact_max,
@@ -158,6 +161,7 @@ class Screener:
         self.verify = verify
         self.turns = bool(turns)
         self.progress = progress
+        self.normalise = bool(normalise)
         self._verifier = None
 
     @classmethod
@@ -180,6 +184,11 @@ class Screener:
         invariant to them already (the copy-detection descriptor), where the search would only
         cost 8x for the same distances."""
         return self.turns and not self.scorer.invariant
+
+    @property
+    def background(self):
+        """The `Background` that normalises distances in this screen, or None (raw distances)."""
+        return self.scorer.background if self.normalise else None
 
     @property
     def verifier(self):
@@ -258,12 +267,18 @@ class Screener:
         oriented = self.scorer.embed_panels([p.image for p in panels], progress=self.progress, oriented=turns)
         lap("embed")
         vectors = oriented[:, 0] if turns else oriented
+        background = self.background
         if method == "auto" and self.verify and verifies_every_pair(len(panels), self.verify_all_max):
             candidates, used = all_pairs(oriented, metric), "all pairs"
+            if background is not None:
+                offsets = background.offsets(vectors)
+                candidates.distance = background.normalise(candidates.distance, offsets[candidates.first],
+                                                           offsets[candidates.second])
         else:
             candidates, used = search_pairs(vectors, self._admitting, method=method, k=self.neighbours,
                                             exact_max=self.exact_max, progress=self.progress,
-                                            turned=oriented[:, 1:] if turns else None, metric=metric)
+                                            turned=oriented[:, 1:] if turns else None, metric=metric,
+                                            background=background)
         pairs = [(panels[i], panels[j], float(d)) for i, j, d in
                  zip(candidates.first, candidates.second, candidates.distance)]
         if opened_index is not None and len(panels):

@@ -80,9 +80,10 @@ def export(kind: str, model_dir, export_base="saved_models", version: int | None
     try:
         tf.saved_model.save(module, str(temporary), signatures=module.concrete_signatures())
         write_warmup_requests(temporary, name, {n: e.example for n, e in module.endpoints.items()})
-        # the run's split travels with the model: which images it never saw (its test split)
-        split = Path(model_dir) / "split.json"
-        assets = {"split.json": split.read_bytes()} if split.is_file() else {}
+        # the run's split travels with the model (which images it never saw: its test split), and
+        # so does the descriptor's background set (screening.background: score normalisation)
+        run_files = [Path(model_dir) / f for f in ("split.json", "background.npz")]
+        assets = {f.name: f.read_bytes() for f in run_files if f.is_file()}
         for file_name, content in {**assets, **module.extra_assets(), **(extra_assets or {})}.items():
             data = content.encode() if isinstance(content, str) else bytes(content)
             (temporary / "assets.extra" / Path(file_name).name).write_bytes(data)

@@ -4,7 +4,9 @@ SSCD's recipe (Pizzi et al., CVPR 2022) on micrograph patches: two augmented vie
 of a batch, InfoNCE over in-batch negatives plus KoLeo, hard negatives from the same field group.
 At the end the decision threshold of `CosineDistance` (f <= 1 means "same") and the slope of
 p_same are calibrated on validation pairs, and the run writes model.keras: the pair model
-(image_a, image_b -> distance, p_same) that `tools/export.py siamese` exports as the Siamese model.
+(image_a, image_b -> distance, p_same) that `tools/export.py siamese` exports as the Siamese model,
+and background.npz: the background set of score normalisation (`screening.background`), which
+the export puts beside the model.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from keras_forensics.data.pipeline import fixed_view_pairs, view_pair_dataset
 from keras_forensics.layers import CosineDistance
 from keras_forensics.models import descriptor as descriptor_lib
 from keras_forensics.models import siamese
+from keras_forensics.screening.background import BACKGROUND_FILE
 from keras_forensics.training import common
 from keras_forensics.training.siamese import load_patches
 
@@ -154,6 +157,31 @@ def export_parts(config: DescriptorTrainConfig, trainer, validation: dict):
     return embedding, CosineDistance(threshold, sharpness, name="distance", dtype="float32")
 
 
+#: The background set (`screening.background`): at most this many training patches, at most
+#: BACKGROUND_PER_GROUP of each field group (look-alikes of one field would crowd each other).
+BACKGROUND_MAX = 2048
+BACKGROUND_PER_GROUP = 2
+
+
+def write_background(embedding: keras.Model, distance: CosineDistance, patches, path, seed: int = 0):
+    """Embed a background set of training patches (never validation or test ones) as the screen
+    embeds panels, and save it at `path`: the reference of SSCD's score normalisation."""
+    from keras_forensics.screening.background import Background
+    from keras_forensics.screening.model import SiameseScorer
+
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for group in rng.permutation(patches.num_groups):
+        members = np.flatnonzero(patches.groups == group)
+        chosen.extend(rng.choice(members, min(BACKGROUND_PER_GROUP, len(members)), replace=False))
+    chosen = np.sort(np.asarray(chosen[:BACKGROUND_MAX], np.int64))
+    scorer = SiameseScorer.from_keras(embedding, distance, source="training")
+    vectors = scorer.embed_panels([p.astype(np.float32) / 255.0 for p in patches.patches[chosen]], progress=False)
+    background = Background(vectors, scorer.metric)
+    background.save(path)
+    return background
+
+
 def _best_record(model_dir) -> dict:
     """What `BestCheckpoint` recorded of the best interval ({monitor, value, epoch}), or {}."""
     import json
@@ -201,6 +229,7 @@ def train(config: DescriptorTrainConfig, model_dir=None) -> Path:
         recompute_batch_norm(trainer.descriptor, statistics.take(PRECISE_BN_BATCHES))
     embedding, distance = export_parts(config, trainer, validation)
     siamese.build_pair_model(embedding, distance).save(model_dir / MODEL_FILE)
+    background = write_background(embedding, distance, splits["train"], model_dir / BACKGROUND_FILE, config.seed)
     test = fixed_view_pairs(splits["test"], augmenter, config.test_pairs, seed=config.seed + 2,
                             sibling_fraction=config.sibling_fraction)
     metrics = {
@@ -213,6 +242,7 @@ def train(config: DescriptorTrainConfig, model_dir=None) -> Path:
         "synthetic_test": evaluate_pairs(embedding, distance, test),
         "train_patches": len(splits["train"]),
         "source_groups": {k: v.num_groups for k, v in splits.items()},
+        "background": background.describe(),
         "wall_time_s_total": wall_time.total(),
     }
     common.write_metrics(model_dir, metrics)
