@@ -589,14 +589,14 @@ def ap_from_distances(distance_chunks, positive_distances) -> float:
 
 
 def retrieval_stats(vectors, metric: str, first, second, ks=RECALL_AT, all_pairs_max: int = ALL_PAIRS_MAX,
-                    block_rows: int = 512, offsets=None) -> dict:
+                    block_rows: int = 512, panel_offsets=None) -> dict:
     """All-pairs AP and shortlist recall@k of the re-used pairs (first, second) under `metric`.
 
     `vectors` [N, D], or [N, T, D] in T orientations: a pair's distance is then the smallest
     between either panel in any orientation and the other as it is (pairs.distance_matrix), here
     computed a block of rows at a time. recall@k: the share of re-used pairs with one panel among
     the other's k nearest (a screen's shortlist of k neighbours makes them candidates).
-    `offsets` [N] (`Background.offsets`): rank by the normalised distance f + o_a + o_b instead.
+    `panel_offsets` [N] (`Background.offsets`): rank by the normalised distance f + o_a + o_b instead.
     """
     from keras_forensics.screening.pairs import pairwise_distances
 
@@ -618,8 +618,8 @@ def retrieval_stats(vectors, metric: str, first, second, ks=RECALL_AT, all_pairs
         for turn in range(1, turns):
             np.minimum(block, pairwise_distances(vectors[r0:r1, turn], base, metric), out=block)
             np.minimum(block, pairwise_distances(vectors[:, turn], base[r0:r1], metric).T, out=block)
-        if offsets is not None:
-            block = np.maximum(block + offsets[r0:r1, None] + offsets[None, :], 0.0)
+        if panel_offsets is not None:
+            block = np.maximum(block + panel_offsets[r0:r1, None] + panel_offsets[None, :], 0.0)
         if store:
             for row in range(r0, r1):
                 upper[offsets[row]:offsets[row] + count - row - 1] = block[row - r0, row + 1:]
@@ -835,7 +835,7 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
             start = time.perf_counter()
             background = screener.background
             offsets = None if background is None else background.offsets(vectors[:, 0] if vectors.ndim == 3 else vectors)
-            descriptor = retrieval_stats(vectors, scorer.metric, first, second, offsets=offsets)
+            descriptor = retrieval_stats(vectors, scorer.metric, first, second, panel_offsets=offsets)
             descriptor["all_pairs_s"] = round(time.perf_counter() - start, 2)
             descriptor["distance"] = "raw f" if background is None else "normalised f_norm (screening.background)"
             raw = retrieval_stats(vectors, scorer.metric, first, second) if background is not None else None

@@ -15,7 +15,8 @@ pairs.csv (one row per candidate pair, best first; the column names are a contra
 * relation: within-figure, within-paper, across-papers, or identical-file.
 * *_file, *_page, *_box: where each panel comes from (page empty for image files; box
   "x,y,width,height" in pixels of the figure image).
-* note: "identical file (sha256 ...)" for byte-identical files.
+* note: "identical file (sha256 ...)" for byte-identical files; "verifier rejected: ..." when
+  the verifier found a transform no re-use has (`verify.implausible`).
 * group: the re-use group (`groups`: 1 = the best) of a confirmed pair (combined >
   `scoring.REUSE_SCORE`); empty for the others.
 

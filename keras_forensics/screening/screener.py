@@ -51,7 +51,8 @@ class PairRecord:
         verification: the verifier's full result (transform, inlier points), or None.
         combined: the calibrated combined score in [0, 1]; pairs are ranked by it.
         relation: within-figure, within-paper or across-papers.
-        note: "identical file" for byte-identical files, else "".
+        note: "identical file" for byte-identical files, why the verifier rejected the
+            transform it found ("verifier rejected: scale 0.09 ..."), else "".
         rank: 1 = most suspicious.
     """
 
@@ -320,9 +321,11 @@ class Screener:
                 verification = self.verifier.verify(a.image, b.image, _cache_key(a), _cache_key(b))
                 inliers, coverage = verification.inliers, verification.coverage
             combined = float(self.combiner(distance, inliers, coverage))
+            rejected = verification.rejected if verification is not None else ""
+            note = f"verifier rejected: {rejected}" if rejected else ""
             records.append(PairRecord(a, b, distance, float(self.scorer.p_same(distance)), combined,
                                       panels_lib.relation(a, b), inliers if self.verify else None,
-                                      verification))
+                                      verification, note=note))
         return records
 
     def _identical_record(self, number: int, item) -> PairRecord:

@@ -15,6 +15,12 @@ person does: local features that match under one rotation, scale, shift (and pos
 * RANSAC estimates a similarity transform (rotation, uniform scale, shift:
   `cv2.estimateAffinePartial2D`) in the mirrored and unmirrored hypotheses; the one with
   more inliers wins. The verifier's score is its inlier count.
+* Plausibility: a transform no figure re-use has is rejected (its inliers count 0, the reason is
+  kept in `Verification.rejected` and shown in the report): a scale outside
+  [MIN_SCALE, MAX_SCALE] (a handful of inliers at scale 0.09 fit some pair of unrelated dotted
+  micrographs), or inliers confined to a small patch of both panels (coverage below
+  MIN_COVERAGE on each side: a shared panel letter, scale bar, arrow or text label; a cropped
+  re-use covers the crop).
 
 The transform maps panel A's pixel coordinates to panel B's: [x_b, y_b] = M @ [x_a, y_a, 1].
 """
@@ -33,6 +39,13 @@ MAX_SIDE = 512
 RATIO = 0.8
 RANSAC_THRESHOLD = 4.0  # pixels at the working resolution
 MIN_INLIERS_FOR_TRANSFORM = 4
+#: Plausible re-use transforms: re-used panels are rescaled by at most 4x either way (1/4 is
+#: the strongest rescale tools/make_real_cases.py and the archive benchmark plant), with margin,
+#: and the shared area spans at least this much of one of the two panels (sqrt of its bounding
+#: box's share of the panel's area; a panel letter or scale bar gives 0.06-0.12).
+MIN_SCALE = 0.2
+MAX_SCALE = 5.0
+MIN_COVERAGE = 0.15
 
 
 @dataclasses.dataclass
@@ -54,9 +67,11 @@ class Verification:
         matches: matches that passed the ratio test and the one-match-per-keypoint rule.
         mirrored: the best transform includes a mirror.
         matrix: [2, 3] similarity (plus mirror) mapping A's pixels to B's, or None.
-        coverage: how much of A the inliers span: the square root of their bounding box's share
-            of A's area (0 to 1). A re-used panel shares a large area; two panels that only share
-            a panel letter or a scale bar match in a corner (0.06-0.12 in our real cases).
+        coverage: how much of the panels the inliers span: the square root of their bounding
+            box's share of the panel's area (0 to 1), in A or in B, whichever is larger (a crop of
+            A re-used as B spans all of B). A re-used panel shares a large area; two panels that
+            only share a panel letter or a scale bar match in a corner (0.06-0.12 in our real cases).
+        rejected: why a transform was found but judged implausible (the module docstring), "" if not.
     """
 
     inliers: int
@@ -65,6 +80,7 @@ class Verification:
     matrix: np.ndarray | None = None
     points_a: np.ndarray | None = None  # inlier keypoints in A, [n, 2]
     coverage: float = 0.0
+    rejected: str = ""
 
     @property
     def rotation(self) -> float:
@@ -108,7 +124,7 @@ class Verification:
     def as_dict(self) -> dict:
         return {"inliers": self.inliers, "matches": self.matches, "mirrored": self.mirrored,
                 "rotation": round(self.rotation, 2), "scale": round(self.scale, 4),
-                "coverage": round(self.coverage, 4),
+                "coverage": round(self.coverage, 4), "rejected": self.rejected,
                 "matrix": None if self.matrix is None else np.round(self.matrix, 5).tolist()}
 
 
@@ -231,9 +247,29 @@ class Verifier:
             flip = np.array([[-1.0, 0.0, width_b - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
             matrix = (flip @ np.vstack([matrix, [0, 0, 1]]))[:2]
         kept = points_a[inlier]
-        extent = np.ptp(kept, axis=0) + 1.0
-        coverage = float(min(1.0, np.sqrt(extent[0] * extent[1] / (a.shape[0] * a.shape[1]))))
-        return Verification(int(inlier.sum()), matches, mirrored, matrix, kept, coverage)
+        coverage = max(_coverage(kept, a.shape), _coverage(points_b[inlier], b.shape))
+        verification = Verification(int(inlier.sum()), matches, mirrored, matrix, kept, coverage)
+        reason = implausible(verification)
+        if reason:
+            return Verification(0, matches, mirrored, coverage=coverage,
+                                rejected=f"{reason} ({verification.inliers} inliers)")
+        return verification
+
+
+def implausible(verification: Verification) -> str:
+    """Why a found transform is not a plausible re-use (module docstring), or ""."""
+    if not MIN_SCALE <= verification.scale <= MAX_SCALE:
+        return f"scale {verification.scale:.2f} outside {MIN_SCALE}-{MAX_SCALE:g}"
+    if verification.coverage < MIN_COVERAGE:
+        return (f"matches confined to {verification.coverage:.2f} of either panel (a shared letter, "
+                f"label or scale bar?)")
+    return ""
+
+
+def _coverage(points: np.ndarray, shape) -> float:
+    """sqrt of the share of a panel of `shape` (height, width) that the points' bounding box covers."""
+    extent = np.ptp(points, axis=0) + 1.0
+    return float(min(1.0, np.sqrt(extent[0] * extent[1] / (shape[0] * shape[1]))))
 
 
 def _one_match_per_keypoint(points_a: np.ndarray, points_b: np.ndarray, distance: np.ndarray) -> np.ndarray:

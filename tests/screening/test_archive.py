@@ -22,6 +22,23 @@ def _oriented_clusters(count=90, turns=8, dimension=12, seed=0):
     return vectors, first, first + 1
 
 
+def test_retrieval_stats_rank_by_the_normalised_distance_when_given_offsets():
+    import screening_benchmarks as sb
+
+    from keras_forensics.screening.pairs import distance_matrix
+    from keras_forensics.screening.scoring import average_precision
+
+    vectors, first, second = _oriented_clusters()
+    offsets = np.random.default_rng(5).normal(0, 2.0, len(vectors)).astype(np.float32)
+    stats = sb.retrieval_stats(vectors, "l1", first, second, block_rows=32, panel_offsets=offsets)
+    distances = np.maximum(distance_matrix(vectors, "l1") + offsets[:, None] + offsets[None, :], 0.0)
+    i, j = np.triu_indices(len(vectors), 1)
+    labels = np.zeros(len(i), bool)
+    labels[np.searchsorted(i * len(vectors) + j, first * len(vectors) + second)] = True
+    assert stats["ap_all_pairs"] == round(average_precision(-distances[i, j], labels), 4)
+    assert stats["ap_all_pairs"] != sb.retrieval_stats(vectors, "l1", first, second)["ap_all_pairs"]
+
+
 @pytest.mark.parametrize("metric", ["l1", "squared_l2"])
 def test_retrieval_stats_match_brute_force_ap_and_recall(metric):
     import screening_benchmarks as sb

@@ -420,3 +420,22 @@ def test_verifier_coverage_tells_a_reuse_from_a_shared_label():
     assert same.inliers >= 20 and same.coverage > 0.6 and same.as_dict()["coverage"] == round(same.coverage, 4)
     different = verifier.verify(a, other)
     assert different.coverage < 0.3
+    # a match confined to the shared letter is no re-use: rejected, with the reason kept
+    if different.coverage < 0.15:
+        assert different.inliers == 0 and different.matrix is None and "confined" in different.rejected
+
+
+def test_verifier_rejects_implausible_transforms_and_keeps_crops():
+    """A transform at a scale no re-use has is rejected (inliers 0, the reason kept); a small crop
+    of a panel, whose inliers span little of the panel but all of the crop, is kept."""
+    from keras_forensics.screening.verify import MIN_COVERAGE, Verification, Verifier, implausible
+
+    assert "scale 0.09" in implausible(Verification(6, 9, matrix=np.array([[0.09, 0, 0], [0, 0.09, 0]]),
+                                                    coverage=0.5))
+    assert "confined" in implausible(Verification(8, 9, matrix=np.eye(2, 3), coverage=MIN_COVERAGE / 2))
+    assert implausible(Verification(30, 40, matrix=np.eye(2, 3), coverage=0.8)) == ""
+    cells = skimage_gray("immunohistochemistry")
+    panel = cells[:400, :400]
+    crop = np.ascontiguousarray(panel[40:140, 200:300])  # 1/16 of the panel's area
+    kept = Verifier().verify(panel, crop)
+    assert kept.inliers >= 10 and not kept.rejected and kept.coverage > 0.8
