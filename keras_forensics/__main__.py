@@ -49,7 +49,8 @@ def serve(**flags):
       --rest_api_num_threads N --rest_api_timeout_in_ms 30000 --grpc_max_threads N
       --enable_model_warmup true
     and this server's own: --host 127.0.0.1 --max_batch_size N --batch_timeout_micros N
-    --num_batch_threads N --max_request_bytes N --max_image_pixels N --ready_file PATH.
+    --num_batch_threads N --max_request_bytes N --max_image_pixels N --max_request_pixels N
+    --max_uploads_per_client N --ready_file PATH.
     """
     from keras_forensics.serving import server
 
