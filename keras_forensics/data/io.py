@@ -5,7 +5,8 @@ empty, oversized or exotic file gives the same one-line message everywhere, and 
 (`scan_images`) skips such files with a warning and a count instead of stopping.
 
 Supported: PNG, JPEG, BMP, GIF, WebP (Pillow) and TIFF (tifffile: 8/16/32-bit, float, multi-page,
-multi-channel). Colour is reduced to luminance with the ITU-R BT.601 weights that
+multi-channel; `read_image` gives a multi-page TIFF's first page, `read_pages` every page, which
+is what `screen` reads). Colour is reduced to luminance with the ITU-R BT.601 weights that
 `tf.image.rgb_to_grayscale` uses, so a file read here and bytes decoded inside a serving graph give
 the same pixels. Transparent pixels are composited over white, as a reader sees them on a page.
 `read_image(path, color=True)` keeps colour instead ([H, W, 3]; the GANs' RGB data), with
@@ -67,6 +68,18 @@ def read_image(
             layout this function does not understand. The message names the file.
     """
     path = Path(path)
+    head = _file_head(path)
+    if head[:4] in _TIFF_MAGIC:
+        planes = _read_tiff(path, max_pixels, all_planes, color=color)
+    elif color and _png_bit_depth(head) == 16 and head[25] in (2, 6):
+        planes = _read_png16_color(path, head, max_pixels)  # Pillow would drop 8 of the 16 bits
+    else:
+        planes = _read_pillow(path, max_pixels, all_planes, color=color)
+    return planes if all_planes else planes[0]
+
+
+def _file_head(path: Path) -> bytes:
+    """The first bytes of an image file (enough for the PNG header), or ImageReadError."""
     if not path.exists():
         raise ImageReadError(path, "no such file")
     if path.is_dir():
@@ -78,13 +91,68 @@ def read_image(
         raise ImageReadError(path, f"cannot open ({error.strerror or error})") from None
     if not head:
         raise ImageReadError(path, "empty file")
-    if head[:4] in _TIFF_MAGIC:
-        planes = _read_tiff(path, max_pixels, all_planes, color=color)
-    elif color and _png_bit_depth(head) == 16 and head[25] in (2, 6):
-        planes = _read_png16_color(path, head, max_pixels)  # Pillow would drop 8 of the 16 bits
-    else:
-        planes = _read_pillow(path, max_pixels, all_planes, color=color)
-    return planes if all_planes else planes[0]
+    return head
+
+
+@dataclasses.dataclass
+class Page:
+    """One page of an image file (`read_pages`): its number and image number are 1-based, as a
+    reader counts them (a page has several images only when its samples are not RGB(A) colour)."""
+
+    number: int
+    index: int
+    image: np.ndarray | None  # [H, W] float32 in [0, 1]; None when the page could not be read
+    problem: str = ""  # why it could not be read
+
+
+def read_pages(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Page]:
+    """Every page of an image file, each as `read_image` reads a file ([H, W] float32 gray).
+
+    A multi-page TIFF gives each page (IFD) in file order, whether tifffile sees one series of
+    pages (a stack written at once) or one series per page (pages written one by one, or of
+    different sizes); reduced-resolution pages (thumbnails, pyramid levels of a page) are left
+    out. A page that cannot be read (too large, corrupt) is a `Page` with its `problem`, and the
+    other pages are still read. Every other file is one page.
+
+    Raises:
+        ImageReadError: the file itself cannot be read (as `read_image`).
+    """
+    path = Path(path)
+    if _file_head(path)[:4] not in _TIFF_MAGIC:
+        return [Page(1, 1, read_image(path, max_pixels=max_pixels))]
+    import tifffile
+
+    pages = []
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.pages:
+                raise ImageReadError(path, "TIFF file has no pages")
+            for number in range(1, len(tif.pages) + 1):
+                try:
+                    page = tif.pages[number - 1]
+                    if page.is_reduced:
+                        continue
+                    spatial = _tiff_spatial_size(page.shape, page.axes)
+                    if spatial is None:
+                        raise ImageReadError(path, f"unsupported TIFF layout (shape {page.shape}, axes "
+                                                   f"{page.axes!r})")
+                    _check_size(path, spatial[1], spatial[0], max_pixels)
+                    planes = _tiff_to_planes(np.asarray(page.asarray()), page.axes, path)
+                except ImageReadError as error:
+                    pages.append(Page(number, 1, None, error.reason))
+                    continue
+                except Exception as error:  # tifffile raises many types for a corrupt page
+                    pages.append(Page(number, 1, None, f"corrupt or unreadable TIFF page ({type(error).__name__}: "
+                                                       f"{error})"))
+                    continue
+                pages.extend(Page(number, index, plane) for index, plane in enumerate(planes, start=1))
+            if not pages:
+                raise ImageReadError(path, "TIFF file has reduced-resolution pages only")
+    except ImageReadError:
+        raise
+    except Exception as error:  # tifffile raises many types for corrupt files
+        raise ImageReadError(path, f"corrupt or unreadable TIFF ({type(error).__name__}: {error})") from None
+    return pages
 
 
 def file_bit_depth(path) -> int:

@@ -4,7 +4,8 @@
   without running any network; only the first copy is screened further.
 * PDFs give their embedded images (`pdf.extract_images`); figures are split into panels
   (`split_figure`: connected components of the non-white area, boxes of at least `min_size` px).
-* Image files are one panel each, or split like PDF figures with `split="all"`.
+* Image files are one panel each, or split like PDF figures with `split="all"`; every page of a
+  multi-page TIFF is read (`io.read_pages`) and numbered as a PDF's pages are.
 * Everything that cannot be screened (non-images, broken or encrypted PDFs, PDFs without
   images, images smaller than the minimum panel) becomes a `Problem`: one line for the report
   and stderr, while the rest goes on.
@@ -47,7 +48,8 @@ class Panel:
     Attributes:
         image: [H, W] float32 in [0, 1].
         file: the file it comes from.
-        page, figure: 1-based page and image number inside a PDF (None for image files).
+        page, figure: 1-based page and image number inside a PDF or a multi-page TIFF (None for
+            other image files).
         box: (x, y, width, height) of the panel inside its figure image, in pixels.
         paper: the document: the PDF, or the folder holding an image file (or an index's record).
         figure_key: unique name of the figure image the panel was cut from.
@@ -283,14 +285,23 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
                     split in ("pdf", "all"), min_size, problems, where))
         else:
             try:
-                image = io.read_image(path)
+                pages = io.read_pages(path)
             except ImageReadError as error:
                 problems.append(Problem(name, error.reason))
                 continue
             collection.files_read += 1
-            collection.panels.extend(_figure_panels(
-                image, name, None, None, io.display_path(path.parent), name, split == "all", min_size,
-                problems, "image"))
+            folder = io.display_path(path.parent)
+            if len(pages) == 1 and pages[0].image is not None:  # the usual one-image file
+                collection.panels.extend(_figure_panels(pages[0].image, name, None, None, folder, name,
+                                                        split == "all", min_size, problems, "image"))
+            else:  # a multi-page TIFF: every page, numbered as a PDF's
+                for page in pages:
+                    if page.image is None:
+                        problems.append(Problem(name, f"page {page.number}: {page.problem}"))
+                        continue
+                    collection.panels.extend(_figure_panels(
+                        page.image, name, page.number, page.index, folder, f"{name}#p{page.number}i{page.index}",
+                        split == "all", min_size, problems, f"page {page.number} image {page.index}"))
         for panel in collection.panels[before:]:
             panel.sha256 = digest
     for index, panel in enumerate(collection.panels):
