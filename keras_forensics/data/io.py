@@ -16,6 +16,7 @@ the same pixels. Transparent pixels are composited over white, as a reader sees 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import warnings
@@ -436,20 +437,47 @@ class ScanReport:
         return f"read {self.read} image(s), skipped {len(self.skipped)} unreadable file(s)"
 
 
-def list_image_files(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files below `root` (by suffix), sorted, hidden files and folders excluded."""
+def link_problem(path: str | os.PathLike) -> str | None:
+    """Why the symbolic link `path` leads to no file: broken, or a loop; None when `path` is not
+    a symbolic link or leads somewhere. (`Path.is_file()` is False for both, so a folder scan
+    used to leave such entries out without a word.)"""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return f"broken symbolic link (to {display_path(os.readlink(path))}, which does not exist)"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop (following it leads back to a link already followed)"
+        return f"cannot follow symbolic link ({error.strerror or error})"
+    return None
+
+
+def list_image_files(root: str | os.PathLike, recursive: bool = True, problems: list | None = None) -> list[Path]:
+    """Image files below `root` (by suffix), sorted, hidden files and folders excluded.
+
+    Entries with an image suffix that lead to no file (broken symbolic links, link loops) are
+    appended to `problems` as (path, reason) when it is given.
+    """
     root = Path(root)
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise ImageReadError(root, "no such file or folder")
+        raise ImageReadError(root, link_problem(root) or "no such file or folder")
     pattern = root.rglob("*") if recursive else root.glob("*")
-    files = [
-        p for p in pattern
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
+    files = []
+    for path in pattern:
+        if path.suffix.lower() not in IMAGE_SUFFIXES or any(
+                part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_file():
+            files.append(path)
+        elif problems is not None and (reason := link_problem(path)):
+            problems.append((display_path(path), reason))
+    if problems is not None:
+        problems.sort()
     return sorted(files)
 
 
@@ -470,7 +498,12 @@ def scan_images(
         paths = [paths]
     report = report if report is not None else ScanReport()
     for entry in paths:
-        for path in list_image_files(entry, recursive=recursive):
+        links: list[tuple[str, str]] = []
+        files = list_image_files(entry, recursive=recursive, problems=links)
+        for name, reason in links:
+            logger.warning("skipping %s: %s", name, reason)
+        report.skipped.extend(links)
+        for path in files:
             try:
                 image = read_image(path, max_pixels=max_pixels, color=color)
             except ImageReadError as error:

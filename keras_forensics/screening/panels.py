@@ -200,8 +200,10 @@ def _merge_overlapping(boxes):
 def expand_inputs(inputs: Iterable[str | os.PathLike], problems: list[Problem]) -> list[Path]:
     """Files to screen: the given files, and every non-hidden file below given folders.
 
-    Folder entries that are neither images (by suffix) nor PDFs become problems; explicitly
-    named files are judged by their content later.
+    Folder entries that are neither images (by suffix) nor PDFs become problems, and so do
+    broken symbolic links, link loops, links to folders (not followed, as a folder walk does not
+    follow them) and entries that are not regular files; explicitly named files are judged by
+    their content later.
     """
     from keras_forensics.screening.pdf import is_pdf
 
@@ -210,16 +212,25 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], problems: list[Problem]) 
         path = Path(entry)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if not child.is_file() or any(p.startswith(".") for p in child.relative_to(path).parts):
+                if any(p.startswith(".") for p in child.relative_to(path).parts):
                     continue
-                if child.suffix.lower() in io.IMAGE_SUFFIXES or is_pdf(child):
+                name = io.display_path(child)
+                if (reason := io.link_problem(child)) is not None:
+                    problems.append(Problem(name, reason))
+                elif child.is_dir():
+                    if child.is_symlink():
+                        problems.append(Problem(name, "symbolic link to a folder, not followed (name that folder "
+                                                      "as an INPUT to screen it)"))
+                elif not child.is_file():
+                    problems.append(Problem(name, "not a regular file (a socket, pipe or device)"))
+                elif child.suffix.lower() in io.IMAGE_SUFFIXES or is_pdf(child):
                     files.append(child)
                 else:
-                    problems.append(Problem(io.display_path(child), "not an image or PDF file"))
+                    problems.append(Problem(name, "not an image or PDF file"))
         elif path.is_file():
             files.append(path)
         else:
-            problems.append(Problem(io.display_path(path), "no such file or folder"))
+            problems.append(Problem(io.display_path(path), io.link_problem(path) or "no such file or folder"))
     unique, seen = [], set()
     for path in files:
         resolved = path.resolve()
