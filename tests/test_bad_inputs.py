@@ -384,3 +384,49 @@ def test_item04_every_page_of_a_multipage_tiff_is_screened(tmp_path, siamese_fil
     best = rows[0]
     assert {best["a_page"], best["b_page"]} == {"1", "3"} and best["group"] == "1"
     assert "p3 img1" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+
+
+def test_item09_broken_links_and_link_loops_are_listed_not_dropped(tmp_path, siamese_file, detector_run):
+    camera = skimage_gray("camera")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_gray(folder / "good.png", camera[:160, :160])
+    save_gray(folder / "copy.png", camera[:160, :160][:, ::-1])
+    os.symlink("gone.png", folder / "broken.png")
+    os.symlink("loop.png", folder / "loop.png")  # a link to itself
+    os.symlink("ping.png", folder / "pong.png")  # two links to each other
+    os.symlink("pong.png", folder / "ping.png")
+    status, _, err = run_cli(["screen", folder, "--model", siamese_file, "--out", tmp_path / "screen"])
+    assert status == 0, err
+    assert len(_rows(tmp_path / "screen" / "pairs.csv")) == 1  # the good pair is still screened
+    page = (tmp_path / "screen" / "report.html").read_text(encoding="utf-8")
+    for name, reason in (("broken.png", "broken symbolic link (to gone.png, which does not exist)"),
+                         ("loop.png", "symbolic link loop"), ("ping.png", "symbolic link loop"),
+                         ("pong.png", "symbolic link loop")):
+        assert f"{folder / name}: {reason}" in err and f"{folder / name}: {reason}" in page
+
+    status, _, err = run_cli(["detect", folder, "--model", detector_run, "--out", tmp_path / "detect"])
+    assert status == 0, err
+    assert len(_rows(tmp_path / "detect" / "scores.csv")) == 2
+    page = (tmp_path / "detect" / "report.html").read_text(encoding="utf-8")
+    assert f"{folder / 'broken.png'}: broken symbolic link" in page and page.count("symbolic link loop") == 3
+
+
+def test_item09_a_reused_out_folder_holds_only_the_new_runs_output(tmp_path, siamese_file):
+    camera = skimage_gray("camera")
+    for number in range(3):
+        save_gray(tmp_path / f"old{number}.png", camera[100 * number:100 * number + 120, :120])
+    out = tmp_path / "out"
+    old = [tmp_path / f"old{number}.png" for number in range(3)]
+    assert run_cli(["screen", *old, "--model", siamese_file, "--out", out])[0] == 0
+    assert len(list((out / "panels").iterdir())) == 3
+    (out / "notes.txt").write_text("the user's own file")
+    (out / "panels" / "keep.txt").write_text("and another")
+    save_gray(tmp_path / "new.png", camera[300:420, 300:420])
+    status, _, err = run_cli(["screen", tmp_path / "new.png", old[0], "--model", siamese_file, "--out", out])
+    assert status == 0, err
+    rows = _rows(out / "pairs.csv")
+    crops = {rows[0]["a"], rows[0]["b"]}
+    assert len(rows) == 1 and all((out / crop).is_file() for crop in crops)
+    assert {f"panels/{p.name}" for p in (out / "panels").iterdir()} == crops | {"panels/keep.txt"}
+    assert (out / "notes.txt").read_text() == "the user's own file"
