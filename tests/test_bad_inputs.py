@@ -430,3 +430,60 @@ def test_item09_a_reused_out_folder_holds_only_the_new_runs_output(tmp_path, sia
     assert len(rows) == 1 and all((out / crop).is_file() for crop in crops)
     assert {f"panels/{p.name}" for p in (out / "panels").iterdir()} == crops | {"panels/keep.txt"}
     assert (out / "notes.txt").read_text() == "the user's own file"
+
+
+def test_item10_a_killed_siamese_runs_wall_time_counts_when_it_is_resumed(tmp_path, monkeypatch):
+    import json
+
+    import keras
+
+    from keras_forensics import config as config_lib
+    from keras_forensics.training import common
+    from keras_forensics.training import siamese as trainer
+
+    class Killed(Exception):
+        pass
+
+    class KillAtSecondInterval(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:  # the first interval is done and checkpointed: as a kill at that point
+                raise Killed
+
+    standard = common.standard_callbacks
+    monkeypatch.setattr(common, "standard_callbacks", lambda *a, **k: standard(*a, **k) + [KillAtSecondInterval()])
+    config = config_lib.replace(
+        config_lib.SiameseTrainConfig(), input_size=32, filters=(4, 8), dense_units=16, embedding_dim=8,
+        patch_size=64, crop_size=32, text_bank_size=8, batch_size=4, steps=4, validate_every=2,
+        validation_triplets=8, test_triplets=8, projector_size=8)
+    model_dir = tmp_path / "run"
+    with pytest.raises(Killed):
+        trainer.train(config, model_dir)
+    killed = json.loads((model_dir / "metrics.json").read_text())["wall_time_s_total"]
+    assert killed > 0  # written at the end of the killed run's first interval
+
+    monkeypatch.setattr(common, "standard_callbacks", standard)
+    trainer.train(config, model_dir)  # resumes at step 2
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert common.completed_epochs(model_dir) == 2
+    assert metrics["wall_time_s_total"] >= killed + metrics["wall_time_s_this_run"] - 0.1
+
+
+def test_item10_the_next_export_removes_stale_leftovers_of_killed_exports(tmp_path):
+    import time
+
+    import serving_support
+    from keras_forensics.serving import export as exporting
+
+    base = tmp_path / "saved_models" / "detector"
+    hour_ago = time.time() - 3600
+    for name, age in ((".tmp-1-0badc0de", hour_ago), (".old-1-5ca1ab1e", hour_ago), (".tmp-2-running", None)):
+        (base / name / "variables").mkdir(parents=True)
+        (base / name / "variables" / "variables.index").write_bytes(b"...")
+        if age is not None:
+            for path in (base / name / "variables" / "variables.index", base / name / "variables", base / name):
+                os.utime(path, (age, age))
+    (base / "notes.tmp-1").write_text("not an export's")  # only the export's own dot-folders go
+    result = exporting.export("detector", serving_support.run_dir("detector"), export_base=tmp_path / "saved_models",
+                              version=1, verbose=False)
+    assert result.path == base / "1"
+    assert sorted(p.name for p in base.iterdir()) == [".tmp-2-running", "1", "notes.tmp-1"]
