@@ -30,8 +30,11 @@ from keras_forensics.errors import ForensicsError, ImageReadError
 
 logger = logging.getLogger(__name__)
 
-#: Default decompression-bomb limit: 20,000 x 20,000 pixels per plane, far above any figure panel.
-DEFAULT_MAX_PIXELS = 400_000_000
+#: Default decompression-bomb limit: 100 million pixels per plane (10,000 x 10,000), far above any
+#: figure panel. Decoding costs about 14 bytes a pixel at its peak (the file's samples, float32 gray
+#: and the copies on the way): a 351 KB PNG of 19,000 x 19,000 px took 5 GB under the earlier
+#: 400 Mpx limit. The commands that read images take --max_pixels to raise it.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 #: Luminance weights of tf.image.rgb_to_grayscale (BT.601).
 LUMA_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
@@ -283,6 +286,16 @@ def _open_header(source) -> Image.Image:
     raise Image.UnidentifiedImageError(f"cannot identify image file {source!r}")
 
 
+def pixel_limit(max_pixels=None, flag: str = "--max_pixels") -> int:
+    """The limit a command's `flag` sets: `DEFAULT_MAX_PIXELS` when it is None; ForensicsError
+    naming the flag for anything but a whole number >= 1 (checked before any work)."""
+    if max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if not isinstance(max_pixels, (int, np.integer)) or isinstance(max_pixels, bool) or max_pixels < 1:
+        raise ForensicsError(f"{flag} must be a whole number >= 1, got {max_pixels!r}")
+    return int(max_pixels)
+
+
 def _check_size(name, width: int, height: int, max_pixels: int) -> None:
     """Refuse empty planes and planes over the pixel limit, from the header alone."""
     if width < 1 or height < 1:
@@ -290,8 +303,8 @@ def _check_size(name, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageReadError(
             name,
-            f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
-            f"{max_pixels:,} (possible decompression bomb; raise max_pixels if it is genuine)",
+            f"image is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
+            f"(a decompression bomb, or a genuine image: then pass --max_pixels {width * height} or more)",
         )
 
 

@@ -241,7 +241,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], problems: list[Problem]) 
 
 
 def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress: bool = False,
-            skip_sha256: Iterable[str] = ()) -> Collection:
+            skip_sha256: Iterable[str] = (), max_pixels: int = io.DEFAULT_MAX_PIXELS) -> Collection:
     """Panels, problems and identical files of the inputs (see the module docstring).
 
     Args:
@@ -250,6 +250,7 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
         min_size: smallest panel side in pixels.
         progress: show a progress bar over files.
         skip_sha256: digests of files already handled elsewhere (e.g. already in an index).
+        max_pixels: an image (or PDF image, or TIFF page) above this many pixels is a problem.
     """
     from tqdm.auto import tqdm
 
@@ -280,7 +281,7 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
         before = len(collection.panels)
         if is_pdf(path):
             try:
-                extracted = extract_images(path)
+                extracted = extract_images(path, max_pixels=max_pixels)
             except PdfError as error:
                 problems.append(Problem(name, error.reason))
                 continue
@@ -296,7 +297,7 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
                     split in ("pdf", "all"), min_size, problems, where))
         else:
             try:
-                pages = io.read_pages(path)
+                pages = io.read_pages(path, max_pixels=max_pixels)
             except ImageReadError as error:
                 problems.append(Problem(name, error.reason))
                 continue
