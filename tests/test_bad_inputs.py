@@ -487,3 +487,54 @@ def test_item10_the_next_export_removes_stale_leftovers_of_killed_exports(tmp_pa
                               version=1, verbose=False)
     assert result.path == base / "1"
     assert sorted(p.name for p in base.iterdir()) == [".tmp-2-running", "1", "notes.tmp-1"]
+
+
+def _white_png(path, width: int, height: int) -> None:
+    """A valid 8-bit gray PNG of width x height, all white, compressed row by row: a few hundred
+    KB for 144 Mpx, as a decompression bomb is (nothing of its size is ever held in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row = zlib.compressobj(9), b"\x00" + b"\xff" * width
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def test_item12_huge_images_are_refused_before_decoding_and_the_flag_moves_the_limit(tmp_path, siamese_file):
+    import json
+
+    from keras_forensics.data import io
+    from keras_forensics.screening import cli
+
+    bomb = tmp_path / "bomb.png"
+    _white_png(bomb, 12_000, 12_000)
+    assert bomb.stat().st_size < 1_000_000
+    small = tmp_path / "small.png"
+    save_gray(small, skimage_gray("camera")[:100, :100])
+    status, out, err = run_cli(["compare", bomb, small, "--model", siamese_file])
+    assert (status, out, err.strip()) == (2, "", f"error: {bomb}: image is 12000x12000 = 144,000,000 pixels, "
+                                                 "above the limit of 100,000,000 (a decompression bomb, or a "
+                                                 "genuine image: then pass --max_pixels 144000000 or more)")
+    # --max_pixels moves the limit either way (shown on a 100 x 100 image, so nothing big is decoded)
+    status, _, err = run_cli(["compare", small, small, "--model", siamese_file, "--max_pixels", "9999"])
+    assert status == 2 and "= 10,000 pixels, above the limit of 9,999" in err
+    status, out, err = run_cli(["compare", small, small, "--model", siamese_file, "--max_pixels", "10000"])
+    assert status == 0 and json.loads(out)["distance"] == pytest.approx(0, abs=1e-5)
+    status, out, err = run_cli(["compare", small, small, "--model", siamese_file, "--max_pixels", "lots"])
+    assert (status, out, err.strip()) == (2, "", "error: --max_pixels must be a whole number >= 1, got 'lots'")
+
+    # screen lists the huge file and screens the rest
+    save_gray(tmp_path / "mirrored.png", skimage_gray("camera")[:100, :100][:, ::-1])
+    status, _, err = run_cli(["screen", bomb, small, tmp_path / "mirrored.png", "--model", siamese_file,
+                              "--out", tmp_path / "out"])
+    assert status == 0, err
+    assert f"{bomb}: image is 12000x12000 = 144,000,000 pixels, above the limit" in err
+    assert len(_rows(tmp_path / "out" / "pairs.csv")) == 1
+    assert io.DEFAULT_MAX_PIXELS == 100_000_000
+    for command in (cli.compare, cli.similarity, cli.screen):  # their --help states the default
+        assert f"(default {io.DEFAULT_MAX_PIXELS:,})" in " ".join(command.__doc__.split())
