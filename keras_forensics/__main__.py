@@ -49,7 +49,8 @@ def serve(**flags):
       --rest_api_num_threads N --rest_api_timeout_in_ms 30000 --grpc_max_threads N
       --enable_model_warmup true
     and this server's own: --host 127.0.0.1 --max_batch_size N --batch_timeout_micros N
-    --num_batch_threads N --max_request_bytes N --max_image_pixels N --ready_file PATH.
+    --num_batch_threads N --max_request_bytes N --max_image_pixels N --max_request_pixels N
+    --max_uploads_per_client N --ready_file PATH.
     """
     from keras_forensics.serving import server
 
@@ -61,18 +62,19 @@ def serve(**flags):
 
 @command
 def detect(*inputs, out: str | None = None, model: str | None = None, stride: int | None = None,
-           batch_size: int = 256):
+           batch_size: int = 256, max_pixels: int | None = None):
     """Score images of any size for GAN-made content: INPUT... are image files and folders.
 
     Each image is cut into overlapping patches (stride: a quarter patch by default) scored by the
     detector; writes OUT/scores.csv (file, p_fake, p_fake_max_patch: the mean and the largest patch
     score) and OUT/report.html (each image, its p_fake heat map and its spectrum, self-contained).
     --model: a run dir (model.keras) or a SavedModel dir in TF-Serving layout (newest version);
-    default saved_models/detector.
+    default saved_models/detector. --max_pixels N: images above N pixels are skipped with a message
+    before they are decoded (default 100,000,000).
     """
     from keras_forensics.detection import report
 
-    return report.detect(inputs, out, model=model, stride=stride, batch_size=batch_size)
+    return report.detect(inputs, out, model=model, stride=stride, batch_size=batch_size, max_pixels=max_pixels)
 
 
 @command

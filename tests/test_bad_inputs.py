@@ -188,3 +188,357 @@ def test_item02_aes_encrypted_pdfs_open_or_are_reported(tmp_path):
     collection = collect([tmp_path / "open.pdf", tmp_path / "locked.pdf"])
     assert {panel.file for panel in collection.panels} == {str(tmp_path / "open.pdf")}
     assert [(os.path.basename(p.path), "password" in p.message) for p in collection.problems] == [("locked.pdf", True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The REST server: slow clients, bad bodies, pixel caps (items 5, 8, 12)
+
+REST_TIMEOUT_S = 2.0  # the test server's --rest_api_timeout_in_ms, in seconds
+UPLOADS_PER_CLIENT = 4
+
+
+@pytest.fixture(scope="module")
+def rest_server():
+    """A REST-only server of the tiny stand-in detector, with a short body deadline, 4 slots."""
+    import serving_support
+    from keras_forensics.serving.model_manager import ModelManager, ModelSource
+    from keras_forensics.serving.server import ModelServer
+
+    base = serving_support.exported("detector").path.parent
+    manager = ModelManager([ModelSource("detector", base)], poll_seconds=60)
+    server = ModelServer(manager, port=None, rest_api_port=0, rest_api_timeout_in_ms=int(REST_TIMEOUT_S * 1000),
+                         rest_api_num_threads=4, max_image_pixels=600_000, max_request_pixels=1_000_000,
+                         max_uploads_per_client=UPLOADS_PER_CLIENT)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _png_bytes(height: int = 40, width: int = 40) -> bytes:
+    import io as _io
+
+    from PIL import Image
+
+    buffer = _io.BytesIO()
+    Image.fromarray(np.uint8(skimage_gray("camera")[:height, :width] * 255)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _classify_body(*images: bytes) -> bytes:
+    import base64
+    import json
+
+    return json.dumps({"signature_name": "classify_bytes",
+                       "instances": [{"b64": base64.b64encode(i).decode()} for i in images]}).encode()
+
+
+def _post(server, body: bytes, headers=None, source: str = "127.0.0.1"):
+    """One POST to the detector's predict: (status, parsed JSON answer)."""
+    import http.client
+    import json
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_api_port, timeout=10,
+                                            source_address=(source, 0))
+    try:
+        connection.request("POST", "/v1/models/detector:predict", body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def _slow_upload(server, source: str, length: int = 100_000):
+    """A client from `source` that sends its headers and the first byte of a `length`-byte body."""
+    import socket
+
+    connection = socket.create_connection(("127.0.0.1", server.rest_api_port), timeout=10,
+                                          source_address=(source, 0))
+    connection.sendall(b"POST /v1/models/detector:predict HTTP/1.1\r\nHost: localhost\r\n"
+                       b"Content-Length: %d\r\n\r\n{" % length)
+    return connection
+
+
+def _status_line(connection) -> bytes:
+    answer = b""
+    while b"\r\n" not in answer:
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer.split(b"\r\n")[0]
+
+
+def test_item05_a_good_request_is_answered_within_1_s_while_16_slow_clients_send(rest_server):
+    import threading
+    import time
+
+    good = _classify_body(_png_bytes())
+    assert _post(rest_server, good)[0] == 200  # warm: the first call traces the graph
+    started = time.perf_counter()
+    assert _post(rest_server, good)[0] == 200
+    alone = time.perf_counter() - started  # the reference: no slow client
+    # 16 clients, each from its own loopback address (so that no per-address limit is involved),
+    # dripping a byte every 0.1 s: each read meets the socket timeout, the body never ends.
+    slow = [_slow_upload(rest_server, f"127.0.0.{2 + number}") for number in range(16)]
+    connected = time.monotonic()
+    stop = threading.Event()
+
+    def drip():
+        while not stop.wait(0.1):
+            for connection in slow:
+                try:
+                    connection.send(b" ")
+                except OSError:
+                    pass
+
+    dripping = threading.Thread(target=drip, daemon=True)
+    dripping.start()
+    try:
+        time.sleep(0.3)  # every slow client is inside its body by now, 4x the server's 4 slots
+        started = time.perf_counter()
+        status, answer = _post(rest_server, good)
+        latency = time.perf_counter() - started
+        print(f"item 5: a good request took {latency * 1000:.0f} ms with 16 slow clients sending, "
+              f"{alone * 1000:.0f} ms alone")
+        assert status == 200 and len(answer["predictions"]) == 1
+        assert latency < 1.0
+        # The slow clients get 408 at their body deadline, not when (if ever) their body ends.
+        lines = [_status_line(connection) for connection in slow]
+        assert lines == [b"HTTP/1.1 408 Request Timeout"] * 16
+        assert time.monotonic() - connected < REST_TIMEOUT_S + 1.5
+    finally:
+        stop.set()
+        dripping.join(timeout=5)
+        for connection in slow:
+            connection.close()
+
+
+def test_item05_one_address_sends_a_bounded_number_of_bodies_at_once(rest_server):
+    import json
+    import time
+
+    held = [_slow_upload(rest_server, "127.0.0.99") for _ in range(UPLOADS_PER_CLIENT)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        extra = _slow_upload(rest_server, "127.0.0.99")
+        answer = extra.makefile("rb").read()
+        extra.close()
+        assert answer.startswith(b"HTTP/1.1 429") and time.monotonic() - started < 1.5
+        message = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        assert "--max_uploads_per_client is 4" in message
+        assert _post(rest_server, _classify_body(_png_bytes()))[0] == 200  # other addresses go on
+    finally:
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.parametrize("body, headers, message", [
+    (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", {}, "JSON Parse error: nested too deeply"),
+    (b'{"instances": [[1]]}', {"Content-Length": "-5"}, "bad Content-Length '-5'"),
+    (b'{"instances": [[1]]}', {"Content-Length": "1_9"}, "bad Content-Length '1_9'"),
+], ids=["nested_100000_deep", "content_length_minus_5", "content_length_1_9"])
+def test_item08_deep_json_and_bad_content_length_are_client_errors(rest_server, body, headers, message):
+    status, answer = _post(rest_server, body, headers)
+    assert status == 400 and message in answer["error"]
+    assert _post(rest_server, _classify_body(_png_bytes()))[0] == 200
+
+
+def test_item12_the_server_caps_the_pixels_of_one_request(rest_server):
+    import struct
+    import zlib
+
+    def claiming(width, height):  # a tiny PNG whose header claims width x height
+        def chunk(kind, data):
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+
+    # 3 x 360,000 px: each under the 600,000 px per image, together over the 1,000,000 per request
+    status, answer = _post(rest_server, _classify_body(*[claiming(600, 600)] * 3))
+    assert status == 400 and "--max_request_pixels 1000000" in answer["error"]
+    status, answer = _post(rest_server, _classify_body(*[claiming(600, 600)] * 2))
+    assert status == 400 and "pixels" not in answer["error"]  # passes the caps; its fake data does not decode
+    assert _post(rest_server, _classify_body(_png_bytes(), _png_bytes(60, 50)))[0] == 200
+
+
+@pytest.mark.parametrize("layout", ["one_series_of_pages", "one_series_per_page"])
+def test_item04_every_page_of_a_multipage_tiff_is_screened(tmp_path, siamese_file, layout):
+    import tifffile
+
+    camera = np.uint8(np.round(skimage_gray("camera") * 255))
+    pages = [camera[:160, :160], camera[300:460, 300:460], camera[:160, :160]]  # page 3 re-uses page 1
+    folder = tmp_path / "in"
+    folder.mkdir()
+    if layout == "one_series_of_pages":  # a stack written at once: tifffile sees one series of 3 pages
+        tifffile.imwrite(folder / "figures.tif", np.stack(pages), photometric="minisblack")
+    else:  # pages written one by one, one of another size: one series per page
+        pages[1] = camera[300:480, 250:400]
+        with tifffile.TiffWriter(folder / "figures.tif") as writer:
+            for page in pages:
+                writer.write(page, photometric="minisblack")
+    with tifffile.TiffFile(folder / "figures.tif") as tif:
+        assert len(tif.pages) == 3 and len(tif.series) == (1 if layout == "one_series_of_pages" else 3)
+    status, _, err = run_cli(["screen", folder, "--model", siamese_file, "--out", tmp_path / "out"])
+    assert status == 0, err
+    rows = _rows(tmp_path / "out" / "pairs.csv")
+    assert sorted(tuple(sorted((int(r["a_page"]), int(r["b_page"])))) for r in rows) == [(1, 2), (1, 3), (2, 3)]
+    assert {r["a_file"] for r in rows} | {r["b_file"] for r in rows} == {str(folder / "figures.tif")}
+    best = rows[0]
+    assert {best["a_page"], best["b_page"]} == {"1", "3"} and best["group"] == "1"
+    assert "p3 img1" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+
+
+def test_item09_broken_links_and_link_loops_are_listed_not_dropped(tmp_path, siamese_file, detector_run):
+    camera = skimage_gray("camera")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_gray(folder / "good.png", camera[:160, :160])
+    save_gray(folder / "copy.png", camera[:160, :160][:, ::-1])
+    os.symlink("gone.png", folder / "broken.png")
+    os.symlink("loop.png", folder / "loop.png")  # a link to itself
+    os.symlink("ping.png", folder / "pong.png")  # two links to each other
+    os.symlink("pong.png", folder / "ping.png")
+    status, _, err = run_cli(["screen", folder, "--model", siamese_file, "--out", tmp_path / "screen"])
+    assert status == 0, err
+    assert len(_rows(tmp_path / "screen" / "pairs.csv")) == 1  # the good pair is still screened
+    page = (tmp_path / "screen" / "report.html").read_text(encoding="utf-8")
+    for name, reason in (("broken.png", "broken symbolic link (to gone.png, which does not exist)"),
+                         ("loop.png", "symbolic link loop"), ("ping.png", "symbolic link loop"),
+                         ("pong.png", "symbolic link loop")):
+        assert f"{folder / name}: {reason}" in err and f"{folder / name}: {reason}" in page
+
+    status, _, err = run_cli(["detect", folder, "--model", detector_run, "--out", tmp_path / "detect"])
+    assert status == 0, err
+    assert len(_rows(tmp_path / "detect" / "scores.csv")) == 2
+    page = (tmp_path / "detect" / "report.html").read_text(encoding="utf-8")
+    assert f"{folder / 'broken.png'}: broken symbolic link" in page and page.count("symbolic link loop") == 3
+
+
+def test_item09_a_reused_out_folder_holds_only_the_new_runs_output(tmp_path, siamese_file):
+    camera = skimage_gray("camera")
+    for number in range(3):
+        save_gray(tmp_path / f"old{number}.png", camera[100 * number:100 * number + 120, :120])
+    out = tmp_path / "out"
+    old = [tmp_path / f"old{number}.png" for number in range(3)]
+    assert run_cli(["screen", *old, "--model", siamese_file, "--out", out])[0] == 0
+    assert len(list((out / "panels").iterdir())) == 3
+    (out / "notes.txt").write_text("the user's own file")
+    (out / "panels" / "keep.txt").write_text("and another")
+    save_gray(tmp_path / "new.png", camera[300:420, 300:420])
+    status, _, err = run_cli(["screen", tmp_path / "new.png", old[0], "--model", siamese_file, "--out", out])
+    assert status == 0, err
+    rows = _rows(out / "pairs.csv")
+    crops = {rows[0]["a"], rows[0]["b"]}
+    assert len(rows) == 1 and all((out / crop).is_file() for crop in crops)
+    assert {f"panels/{p.name}" for p in (out / "panels").iterdir()} == crops | {"panels/keep.txt"}
+    assert (out / "notes.txt").read_text() == "the user's own file"
+
+
+def test_item10_a_killed_siamese_runs_wall_time_counts_when_it_is_resumed(tmp_path, monkeypatch):
+    import json
+
+    import keras
+
+    from keras_forensics import config as config_lib
+    from keras_forensics.training import common
+    from keras_forensics.training import siamese as trainer
+
+    class Killed(Exception):
+        pass
+
+    class KillAtSecondInterval(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:  # the first interval is done and checkpointed: as a kill at that point
+                raise Killed
+
+    standard = common.standard_callbacks
+    monkeypatch.setattr(common, "standard_callbacks", lambda *a, **k: standard(*a, **k) + [KillAtSecondInterval()])
+    config = config_lib.replace(
+        config_lib.SiameseTrainConfig(), input_size=32, filters=(4, 8), dense_units=16, embedding_dim=8,
+        patch_size=64, crop_size=32, text_bank_size=8, batch_size=4, steps=4, validate_every=2,
+        validation_triplets=8, test_triplets=8, projector_size=8)
+    model_dir = tmp_path / "run"
+    with pytest.raises(Killed):
+        trainer.train(config, model_dir)
+    killed = json.loads((model_dir / "metrics.json").read_text())["wall_time_s_total"]
+    assert killed > 0  # written at the end of the killed run's first interval
+
+    monkeypatch.setattr(common, "standard_callbacks", standard)
+    trainer.train(config, model_dir)  # resumes at step 2
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert common.completed_epochs(model_dir) == 2
+    assert metrics["wall_time_s_total"] >= killed + metrics["wall_time_s_this_run"] - 0.1
+
+
+def test_item10_the_next_export_removes_stale_leftovers_of_killed_exports(tmp_path):
+    import time
+
+    import serving_support
+    from keras_forensics.serving import export as exporting
+
+    base = tmp_path / "saved_models" / "detector"
+    hour_ago = time.time() - 3600
+    for name, age in ((".tmp-1-0badc0de", hour_ago), (".old-1-5ca1ab1e", hour_ago), (".tmp-2-running", None)):
+        (base / name / "variables").mkdir(parents=True)
+        (base / name / "variables" / "variables.index").write_bytes(b"...")
+        if age is not None:
+            for path in (base / name / "variables" / "variables.index", base / name / "variables", base / name):
+                os.utime(path, (age, age))
+    (base / "notes.tmp-1").write_text("not an export's")  # only the export's own dot-folders go
+    result = exporting.export("detector", serving_support.run_dir("detector"), export_base=tmp_path / "saved_models",
+                              version=1, verbose=False)
+    assert result.path == base / "1"
+    assert sorted(p.name for p in base.iterdir()) == [".tmp-2-running", "1", "notes.tmp-1"]
+
+
+def _white_png(path, width: int, height: int) -> None:
+    """A valid 8-bit gray PNG of width x height, all white, compressed row by row: a few hundred
+    KB for 144 Mpx, as a decompression bomb is (nothing of its size is ever held in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row = zlib.compressobj(9), b"\x00" + b"\xff" * width
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def test_item12_huge_images_are_refused_before_decoding_and_the_flag_moves_the_limit(tmp_path, siamese_file):
+    import json
+
+    from keras_forensics.data import io
+    from keras_forensics.screening import cli
+
+    bomb = tmp_path / "bomb.png"
+    _white_png(bomb, 12_000, 12_000)
+    assert bomb.stat().st_size < 1_000_000
+    small = tmp_path / "small.png"
+    save_gray(small, skimage_gray("camera")[:100, :100])
+    status, out, err = run_cli(["compare", bomb, small, "--model", siamese_file])
+    assert (status, out, err.strip()) == (2, "", f"error: {bomb}: image is 12000x12000 = 144,000,000 pixels, "
+                                                 "above the limit of 100,000,000 (a decompression bomb, or a "
+                                                 "genuine image: then pass --max_pixels 144000000 or more)")
+    # --max_pixels moves the limit either way (shown on a 100 x 100 image, so nothing big is decoded)
+    status, _, err = run_cli(["compare", small, small, "--model", siamese_file, "--max_pixels", "9999"])
+    assert status == 2 and "= 10,000 pixels, above the limit of 9,999" in err
+    status, out, err = run_cli(["compare", small, small, "--model", siamese_file, "--max_pixels", "10000"])
+    assert status == 0 and json.loads(out)["distance"] == pytest.approx(0, abs=1e-5)
+    status, out, err = run_cli(["compare", small, small, "--model", siamese_file, "--max_pixels", "lots"])
+    assert (status, out, err.strip()) == (2, "", "error: --max_pixels must be a whole number >= 1, got 'lots'")
+
+    # screen lists the huge file and screens the rest
+    save_gray(tmp_path / "mirrored.png", skimage_gray("camera")[:100, :100][:, ::-1])
+    status, _, err = run_cli(["screen", bomb, small, tmp_path / "mirrored.png", "--model", siamese_file,
+                              "--out", tmp_path / "out"])
+    assert status == 0, err
+    assert f"{bomb}: image is 12000x12000 = 144,000,000 pixels, above the limit" in err
+    assert len(_rows(tmp_path / "out" / "pairs.csv")) == 1
+    assert io.DEFAULT_MAX_PIXELS == 100_000_000
+    for command in (cli.compare, cli.similarity, cli.screen):  # their --help states the default
+        assert f"(default {io.DEFAULT_MAX_PIXELS:,})" in " ".join(command.__doc__.split())

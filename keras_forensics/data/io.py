@@ -5,7 +5,8 @@ empty, oversized or exotic file gives the same one-line message everywhere, and 
 (`scan_images`) skips such files with a warning and a count instead of stopping.
 
 Supported: PNG, JPEG, BMP, GIF, WebP (Pillow) and TIFF (tifffile: 8/16/32-bit, float, multi-page,
-multi-channel). Colour is reduced to luminance with the ITU-R BT.601 weights that
+multi-channel; `read_image` gives a multi-page TIFF's first page, `read_pages` every page, which
+is what `screen` reads). Colour is reduced to luminance with the ITU-R BT.601 weights that
 `tf.image.rgb_to_grayscale` uses, so a file read here and bytes decoded inside a serving graph give
 the same pixels. Transparent pixels are composited over white, as a reader sees them on a page.
 `read_image(path, color=True)` keeps colour instead ([H, W, 3]; the GANs' RGB data), with
@@ -15,6 +16,7 @@ the same pixels. Transparent pixels are composited over white, as a reader sees 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import warnings
@@ -28,8 +30,11 @@ from keras_forensics.errors import ForensicsError, ImageReadError
 
 logger = logging.getLogger(__name__)
 
-#: Default decompression-bomb limit: 20,000 x 20,000 pixels per plane, far above any figure panel.
-DEFAULT_MAX_PIXELS = 400_000_000
+#: Default decompression-bomb limit: 100 million pixels per plane (10,000 x 10,000), far above any
+#: figure panel. Decoding costs about 14 bytes a pixel at its peak (the file's samples, float32 gray
+#: and the copies on the way): a 351 KB PNG of 19,000 x 19,000 px took 5 GB under the earlier
+#: 400 Mpx limit. The commands that read images take --max_pixels to raise it.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 #: Luminance weights of tf.image.rgb_to_grayscale (BT.601).
 LUMA_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
@@ -67,6 +72,18 @@ def read_image(
             layout this function does not understand. The message names the file.
     """
     path = Path(path)
+    head = _file_head(path)
+    if head[:4] in _TIFF_MAGIC:
+        planes = _read_tiff(path, max_pixels, all_planes, color=color)
+    elif color and _png_bit_depth(head) == 16 and head[25] in (2, 6):
+        planes = _read_png16_color(path, head, max_pixels)  # Pillow would drop 8 of the 16 bits
+    else:
+        planes = _read_pillow(path, max_pixels, all_planes, color=color)
+    return planes if all_planes else planes[0]
+
+
+def _file_head(path: Path) -> bytes:
+    """The first bytes of an image file (enough for the PNG header), or ImageReadError."""
     if not path.exists():
         raise ImageReadError(path, "no such file")
     if path.is_dir():
@@ -78,13 +95,68 @@ def read_image(
         raise ImageReadError(path, f"cannot open ({error.strerror or error})") from None
     if not head:
         raise ImageReadError(path, "empty file")
-    if head[:4] in _TIFF_MAGIC:
-        planes = _read_tiff(path, max_pixels, all_planes, color=color)
-    elif color and _png_bit_depth(head) == 16 and head[25] in (2, 6):
-        planes = _read_png16_color(path, head, max_pixels)  # Pillow would drop 8 of the 16 bits
-    else:
-        planes = _read_pillow(path, max_pixels, all_planes, color=color)
-    return planes if all_planes else planes[0]
+    return head
+
+
+@dataclasses.dataclass
+class Page:
+    """One page of an image file (`read_pages`): its number and image number are 1-based, as a
+    reader counts them (a page has several images only when its samples are not RGB(A) colour)."""
+
+    number: int
+    index: int
+    image: np.ndarray | None  # [H, W] float32 in [0, 1]; None when the page could not be read
+    problem: str = ""  # why it could not be read
+
+
+def read_pages(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Page]:
+    """Every page of an image file, each as `read_image` reads a file ([H, W] float32 gray).
+
+    A multi-page TIFF gives each page (IFD) in file order, whether tifffile sees one series of
+    pages (a stack written at once) or one series per page (pages written one by one, or of
+    different sizes); reduced-resolution pages (thumbnails, pyramid levels of a page) are left
+    out. A page that cannot be read (too large, corrupt) is a `Page` with its `problem`, and the
+    other pages are still read. Every other file is one page.
+
+    Raises:
+        ImageReadError: the file itself cannot be read (as `read_image`).
+    """
+    path = Path(path)
+    if _file_head(path)[:4] not in _TIFF_MAGIC:
+        return [Page(1, 1, read_image(path, max_pixels=max_pixels))]
+    import tifffile
+
+    pages = []
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.pages:
+                raise ImageReadError(path, "TIFF file has no pages")
+            for number in range(1, len(tif.pages) + 1):
+                try:
+                    page = tif.pages[number - 1]
+                    if page.is_reduced:
+                        continue
+                    spatial = _tiff_spatial_size(page.shape, page.axes)
+                    if spatial is None:
+                        raise ImageReadError(path, f"unsupported TIFF layout (shape {page.shape}, axes "
+                                                   f"{page.axes!r})")
+                    _check_size(path, spatial[1], spatial[0], max_pixels)
+                    planes = _tiff_to_planes(np.asarray(page.asarray()), page.axes, path)
+                except ImageReadError as error:
+                    pages.append(Page(number, 1, None, error.reason))
+                    continue
+                except Exception as error:  # tifffile raises many types for a corrupt page
+                    pages.append(Page(number, 1, None, f"corrupt or unreadable TIFF page ({type(error).__name__}: "
+                                                       f"{error})"))
+                    continue
+                pages.extend(Page(number, index, plane) for index, plane in enumerate(planes, start=1))
+            if not pages:
+                raise ImageReadError(path, "TIFF file has reduced-resolution pages only")
+    except ImageReadError:
+        raise
+    except Exception as error:  # tifffile raises many types for corrupt files
+        raise ImageReadError(path, f"corrupt or unreadable TIFF ({type(error).__name__}: {error})") from None
+    return pages
 
 
 def file_bit_depth(path) -> int:
@@ -214,6 +286,16 @@ def _open_header(source) -> Image.Image:
     raise Image.UnidentifiedImageError(f"cannot identify image file {source!r}")
 
 
+def pixel_limit(max_pixels=None, flag: str = "--max_pixels") -> int:
+    """The limit a command's `flag` sets: `DEFAULT_MAX_PIXELS` when it is None; ForensicsError
+    naming the flag for anything but a whole number >= 1 (checked before any work)."""
+    if max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if not isinstance(max_pixels, (int, np.integer)) or isinstance(max_pixels, bool) or max_pixels < 1:
+        raise ForensicsError(f"{flag} must be a whole number >= 1, got {max_pixels!r}")
+    return int(max_pixels)
+
+
 def _check_size(name, width: int, height: int, max_pixels: int) -> None:
     """Refuse empty planes and planes over the pixel limit, from the header alone."""
     if width < 1 or height < 1:
@@ -221,8 +303,8 @@ def _check_size(name, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageReadError(
             name,
-            f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
-            f"{max_pixels:,} (possible decompression bomb; raise max_pixels if it is genuine)",
+            f"image is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
+            f"(a decompression bomb, or a genuine image: then pass --max_pixels {width * height} or more)",
         )
 
 
@@ -368,20 +450,47 @@ class ScanReport:
         return f"read {self.read} image(s), skipped {len(self.skipped)} unreadable file(s)"
 
 
-def list_image_files(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files below `root` (by suffix), sorted, hidden files and folders excluded."""
+def link_problem(path: str | os.PathLike) -> str | None:
+    """Why the symbolic link `path` leads to no file: broken, or a loop; None when `path` is not
+    a symbolic link or leads somewhere. (`Path.is_file()` is False for both, so a folder scan
+    used to leave such entries out without a word.)"""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return f"broken symbolic link (to {display_path(os.readlink(path))}, which does not exist)"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop (following it leads back to a link already followed)"
+        return f"cannot follow symbolic link ({error.strerror or error})"
+    return None
+
+
+def list_image_files(root: str | os.PathLike, recursive: bool = True, problems: list | None = None) -> list[Path]:
+    """Image files below `root` (by suffix), sorted, hidden files and folders excluded.
+
+    Entries with an image suffix that lead to no file (broken symbolic links, link loops) are
+    appended to `problems` as (path, reason) when it is given.
+    """
     root = Path(root)
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise ImageReadError(root, "no such file or folder")
+        raise ImageReadError(root, link_problem(root) or "no such file or folder")
     pattern = root.rglob("*") if recursive else root.glob("*")
-    files = [
-        p for p in pattern
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
+    files = []
+    for path in pattern:
+        if path.suffix.lower() not in IMAGE_SUFFIXES or any(
+                part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_file():
+            files.append(path)
+        elif problems is not None and (reason := link_problem(path)):
+            problems.append((display_path(path), reason))
+    if problems is not None:
+        problems.sort()
     return sorted(files)
 
 
@@ -402,7 +511,12 @@ def scan_images(
         paths = [paths]
     report = report if report is not None else ScanReport()
     for entry in paths:
-        for path in list_image_files(entry, recursive=recursive):
+        links: list[tuple[str, str]] = []
+        files = list_image_files(entry, recursive=recursive, problems=links)
+        for name, reason in links:
+            logger.warning("skipping %s: %s", name, reason)
+        report.skipped.extend(links)
+        for path in files:
             try:
                 image = read_image(path, max_pixels=max_pixels, color=color)
             except ImageReadError as error:

@@ -150,9 +150,12 @@ many generators (Wang et al. 2022, Fig. 1E; Durall et al. 2020).</p>
     return path
 
 
-def detect(inputs, out, model=None, stride: int | None = None, batch_size: int = 256) -> dict:
+def detect(inputs, out, model=None, stride: int | None = None, batch_size: int = 256,
+           max_pixels: int | None = None) -> dict:
     """Score every image of `inputs` (files and folders, recursive) and write OUT/scores.csv and
-    OUT/report.html. Returns their paths and the counts."""
+    OUT/report.html. Returns their paths and the counts. Images above `max_pixels` (default
+    `io.DEFAULT_MAX_PIXELS`) are skipped unread."""
+    max_pixels = io.pixel_limit(max_pixels)
     if not inputs:
         raise ForensicsError("give at least one image file or folder to score")
     if not out:
@@ -162,7 +165,7 @@ def detect(inputs, out, model=None, stride: int | None = None, batch_size: int =
     out.mkdir(parents=True, exist_ok=True)
     report = io.ScanReport()
     rows, entries = [], []
-    for path, image in io.scan_images(list(inputs), report=report):
+    for path, image in io.scan_images(list(inputs), report=report, max_pixels=max_pixels):
         verdict = detector.score(image, stride=stride, batch_size=batch_size)
         row = {"file": io.display_path(path), "p_fake": verdict.p_fake, "p_fake_max_patch": verdict.p_fake_max_patch}
         rows.append(row)

@@ -54,7 +54,8 @@ def _inputs(inputs) -> list[str]:
     return flat
 
 
-def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64, turns: bool = True) -> str:
+def similarity(pairs: str, out: str, model: str | None = None, batch_size: int = 64, turns: bool = True,
+               max_pixels: int | None = None) -> str:
     """Score the pairs of PAIRS.csv (columns a, b: image paths relative to the CSV's folder).
 
     OUT.csv is PAIRS.csv (extra columns carried through) plus distance, p_same = sigmoid(1 -
@@ -62,12 +63,14 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
     cannot be read keeps empty scores, with a line on stderr. --model: saved_models/siamese
     (default), a SavedModel, a run dir or a .keras file. The distance is the smallest over a's 8
     orientations (quarter turns, mirrored) against b; --noturns: the network's distance of the
-    two as they are (what TF-Serving's `similarity` gives).
+    two as they are (what TF-Serving's `similarity` gives). --max_pixels N: images above N pixels
+    are refused before decoding (default 100,000,000).
     """
-    from keras_forensics.data.io import read_image
+    from keras_forensics.data.io import pixel_limit, read_image
     from keras_forensics.screening.model import load_scorer
 
     _warnings_to_stderr()
+    max_pixels = pixel_limit(max_pixels)
     pairs_path = Path(pairs)
     if not pairs_path.is_file():
         raise ForensicsError(f"--pairs {pairs}: no such file")
@@ -92,7 +95,7 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
             try:
                 if not name:
                     raise ImageReadError(f"(empty {column})", "no path given")
-                images.append(read_image(base / name))
+                images.append(read_image(base / name, max_pixels=max_pixels))
                 position[name] = len(images) - 1
             except ImageReadError as error:
                 unreadable[name] = str(error)
@@ -116,20 +119,24 @@ def similarity(pairs: str, out: str, model: str | None = None, batch_size: int =
     return str(out_path)
 
 
-def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = True) -> None:
+def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = True,
+            max_pixels: int | None = None) -> None:
     """Compare two images with the Siamese network; prints JSON {distance, p_same, same}: the
     smallest distance over A's 8 orientations (quarter turns, mirrored) against B (--noturns: as
-    they are)."""
-    from keras_forensics.screening.screener import Screener
+    they are). --max_pixels N: images above N pixels are refused before decoding (default
+    100,000,000)."""
+    from keras_forensics.screening.screener import Screener, check_options
 
-    result = Screener.load(model, progress=False, turns=turns).similarity(image_a, image_b)
+    check_options(max_pixels=max_pixels)  # before the model loads
+    result = Screener.load(model, progress=False, turns=turns, max_pixels=max_pixels).similarity(image_a, image_b)
     print(json.dumps(result))
 
 
 def screen(*inputs, out: str, threshold: float | None = None, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 10, split: str = "pdf", min_panel_size: int = 64,
            method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
-           turns: bool = True, groups_in_full: int = 50, normalise: bool = True) -> str:
+           turns: bool = True, groups_in_full: int = 50, normalise: bool = True,
+           max_pixels: int | None = None) -> str:
     """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
 
     REPORT_DIR gets pairs.csv (rank, a, b, distance, p_same, inliers, transform, combined,
@@ -148,8 +155,10 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
     invariant to them; --noturns: as they are. Distances are normalised against the model's
     background set of unrelated panels when it ships one (SSCD score normalisation: a panel that
     is close to everything is pushed away, so one threshold means the same in any archive);
-    --nonormalise: the raw distance. Exit status 0 when the screen
-    completed (skipped inputs are listed), 1 if no input was readable.
+    --nonormalise: the raw distance. --max_pixels N: an image (a PDF image, a TIFF
+    page) above N pixels is skipped with a message before it is decoded (default 100,000,000).
+    Exit status 0 when the screen completed (skipped inputs are listed), 1 if no input was
+    readable.
     """
     from keras_forensics.data.io import check_output_folder
     from keras_forensics.screening.screener import NothingToScreen, Screener, check_options
@@ -160,7 +169,8 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
         raise ForensicsError("screen needs at least one INPUT (image files, folders or PDFs)")
     check_output_folder(out)
     options = dict(threshold=threshold, neighbours=neighbours, split=split, min_panel_size=min_panel_size,
-                   exact_max=exact_max, verify_all_max=verify_all_max, verify=verify, turns=turns)
+                   exact_max=exact_max, verify_all_max=verify_all_max, verify=verify, turns=turns,
+                   max_pixels=max_pixels)
     check_options(**options)  # before the model loads: a bad flag costs nothing
     screener = Screener.load(model, calibration, normalise=normalise, **options)
     try:
@@ -178,27 +188,34 @@ class index:  # noqa: N801 - the command's name on the command line
     """Embed a corpus once, to screen new manuscripts against it: `index build` / `index add`."""
 
     def build(self, *inputs, out: str, model: str | None = None, kind: str = "hnsw", split: str = "pdf",
-              min_panel_size: int = 64) -> dict:
+              min_panel_size: int = 64, max_pixels: int | None = None) -> dict:
         """Embed every panel of INPUT... (files, folders, PDFs) into a new index at --out.
 
-        --kind hnsw (approximate, scales to large corpora) or flat (exact).
+        --kind hnsw (approximate, scales to large corpora) or flat (exact). --max_pixels N: images
+        above N pixels are skipped with a message (default 100,000,000).
         """
         from keras_forensics.screening import index as index_lib
         from keras_forensics.screening.model import load_scorer
+        from keras_forensics.screening.screener import check_options
 
         _warnings_to_stderr()
+        check_options(min_panel_size=min_panel_size, max_pixels=max_pixels)
         result = index_lib.build(_inputs(inputs), out, load_scorer(model), kind=kind, split=split,
-                                 min_size=min_panel_size)
+                                 min_size=min_panel_size, max_pixels=max_pixels)
         return _index_summary(result)
 
     def add(self, *inputs, index: str, model: str | None = None, split: str = "pdf",
-            min_panel_size: int = 64) -> dict:
-        """Embed the panels of INPUT... into the existing index --index (files already indexed are skipped)."""
+            min_panel_size: int = 64, max_pixels: int | None = None) -> dict:
+        """Embed the panels of INPUT... into the existing index --index (files already indexed are
+        skipped). --max_pixels N: as `index build`."""
         from keras_forensics.screening import index as index_lib
         from keras_forensics.screening.model import load_scorer
+        from keras_forensics.screening.screener import check_options
 
         _warnings_to_stderr()
-        result = index_lib.add(_inputs(inputs), index, load_scorer(model), split=split, min_size=min_panel_size)
+        check_options(min_panel_size=min_panel_size, max_pixels=max_pixels)
+        result = index_lib.add(_inputs(inputs), index, load_scorer(model), split=split, min_size=min_panel_size,
+                               max_pixels=max_pixels)
         return _index_summary(result)
 
 

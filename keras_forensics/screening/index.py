@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_forensics.data import io
 from keras_forensics.errors import ForensicsError
 from keras_forensics.screening import panels as panels_lib
 from keras_forensics.screening.panels import Panel
@@ -117,7 +118,7 @@ class ScreeningIndex:
     # -----------------------------------------------------------------------------------------
 
     def add(self, inputs, scorer, split: str = "pdf", min_size: int = panels_lib.MIN_PANEL_SIZE,
-            progress: bool = True) -> dict:
+            progress: bool = True, max_pixels: int | None = None) -> dict:
         """Embed and add every panel of `inputs`; returns counts and the problems met."""
         from tqdm.auto import tqdm
 
@@ -126,7 +127,8 @@ class ScreeningIndex:
         known = {row["sha256"] for row in self.table}
         added = skipped = 0
         for path in tqdm(files, desc="indexing", unit="file", disable=not progress):
-            collection = panels_lib.collect([path], split=split, min_size=min_size, skip_sha256=known)
+            collection = panels_lib.collect([path], split=split, min_size=min_size, skip_sha256=known,
+                                            max_pixels=io.pixel_limit(max_pixels))
             problems.extend(collection.problems)
             if not collection.panels:
                 if collection.files_read == 0 and not collection.problems:

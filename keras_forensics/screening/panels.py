@@ -4,7 +4,8 @@
   without running any network; only the first copy is screened further.
 * PDFs give their embedded images (`pdf.extract_images`); figures are split into panels
   (`split_figure`: connected components of the non-white area, boxes of at least `min_size` px).
-* Image files are one panel each, or split like PDF figures with `split="all"`.
+* Image files are one panel each, or split like PDF figures with `split="all"`; every page of a
+  multi-page TIFF is read (`io.read_pages`) and numbered as a PDF's pages are.
 * Everything that cannot be screened (non-images, broken or encrypted PDFs, PDFs without
   images, images smaller than the minimum panel) becomes a `Problem`: one line for the report
   and stderr, while the rest goes on.
@@ -47,7 +48,8 @@ class Panel:
     Attributes:
         image: [H, W] float32 in [0, 1].
         file: the file it comes from.
-        page, figure: 1-based page and image number inside a PDF (None for image files).
+        page, figure: 1-based page and image number inside a PDF or a multi-page TIFF (None for
+            other image files).
         box: (x, y, width, height) of the panel inside its figure image, in pixels.
         paper: the document: the PDF, or the folder holding an image file (or an index's record).
         figure_key: unique name of the figure image the panel was cut from.
@@ -198,8 +200,10 @@ def _merge_overlapping(boxes):
 def expand_inputs(inputs: Iterable[str | os.PathLike], problems: list[Problem]) -> list[Path]:
     """Files to screen: the given files, and every non-hidden file below given folders.
 
-    Folder entries that are neither images (by suffix) nor PDFs become problems; explicitly
-    named files are judged by their content later.
+    Folder entries that are neither images (by suffix) nor PDFs become problems, and so do
+    broken symbolic links, link loops, links to folders (not followed, as a folder walk does not
+    follow them) and entries that are not regular files; explicitly named files are judged by
+    their content later.
     """
     from keras_forensics.screening.pdf import is_pdf
 
@@ -208,16 +212,25 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], problems: list[Problem]) 
         path = Path(entry)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if not child.is_file() or any(p.startswith(".") for p in child.relative_to(path).parts):
+                if any(p.startswith(".") for p in child.relative_to(path).parts):
                     continue
-                if child.suffix.lower() in io.IMAGE_SUFFIXES or is_pdf(child):
+                name = io.display_path(child)
+                if (reason := io.link_problem(child)) is not None:
+                    problems.append(Problem(name, reason))
+                elif child.is_dir():
+                    if child.is_symlink():
+                        problems.append(Problem(name, "symbolic link to a folder, not followed (name that folder "
+                                                      "as an INPUT to screen it)"))
+                elif not child.is_file():
+                    problems.append(Problem(name, "not a regular file (a socket, pipe or device)"))
+                elif child.suffix.lower() in io.IMAGE_SUFFIXES or is_pdf(child):
                     files.append(child)
                 else:
-                    problems.append(Problem(io.display_path(child), "not an image or PDF file"))
+                    problems.append(Problem(name, "not an image or PDF file"))
         elif path.is_file():
             files.append(path)
         else:
-            problems.append(Problem(io.display_path(path), "no such file or folder"))
+            problems.append(Problem(io.display_path(path), io.link_problem(path) or "no such file or folder"))
     unique, seen = [], set()
     for path in files:
         resolved = path.resolve()
@@ -228,7 +241,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], problems: list[Problem]) 
 
 
 def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress: bool = False,
-            skip_sha256: Iterable[str] = ()) -> Collection:
+            skip_sha256: Iterable[str] = (), max_pixels: int = io.DEFAULT_MAX_PIXELS) -> Collection:
     """Panels, problems and identical files of the inputs (see the module docstring).
 
     Args:
@@ -237,6 +250,7 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
         min_size: smallest panel side in pixels.
         progress: show a progress bar over files.
         skip_sha256: digests of files already handled elsewhere (e.g. already in an index).
+        max_pixels: an image (or PDF image, or TIFF page) above this many pixels is a problem.
     """
     from tqdm.auto import tqdm
 
@@ -267,7 +281,7 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
         before = len(collection.panels)
         if is_pdf(path):
             try:
-                extracted = extract_images(path)
+                extracted = extract_images(path, max_pixels=max_pixels)
             except PdfError as error:
                 problems.append(Problem(name, error.reason))
                 continue
@@ -283,14 +297,23 @@ def collect(inputs, split: str = "pdf", min_size: int = MIN_PANEL_SIZE, progress
                     split in ("pdf", "all"), min_size, problems, where))
         else:
             try:
-                image = io.read_image(path)
+                pages = io.read_pages(path, max_pixels=max_pixels)
             except ImageReadError as error:
                 problems.append(Problem(name, error.reason))
                 continue
             collection.files_read += 1
-            collection.panels.extend(_figure_panels(
-                image, name, None, None, io.display_path(path.parent), name, split == "all", min_size,
-                problems, "image"))
+            folder = io.display_path(path.parent)
+            if len(pages) == 1 and pages[0].image is not None:  # the usual one-image file
+                collection.panels.extend(_figure_panels(pages[0].image, name, None, None, folder, name,
+                                                        split == "all", min_size, problems, "image"))
+            else:  # a multi-page TIFF: every page, numbered as a PDF's
+                for page in pages:
+                    if page.image is None:
+                        problems.append(Problem(name, f"page {page.number}: {page.problem}"))
+                        continue
+                    collection.panels.extend(_figure_panels(
+                        page.image, name, page.number, page.index, folder, f"{name}#p{page.number}i{page.index}",
+                        split == "all", min_size, problems, f"page {page.number} image {page.index}"))
         for panel in collection.panels[before:]:
             panel.sha256 = digest
     for index, panel in enumerate(collection.panels):

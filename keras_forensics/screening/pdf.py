@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_forensics.data.io import decode_image_bytes
+from keras_forensics.data.io import DEFAULT_MAX_PIXELS, decode_image_bytes
 from keras_forensics.errors import ForensicsError, ImageReadError
 
 
@@ -74,13 +74,14 @@ def is_pdf(path: str | os.PathLike) -> bool:
         return False
 
 
-def extract_images(path: str | os.PathLike, password: str = "") -> PdfImages:
+def extract_images(path: str | os.PathLike, password: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> PdfImages:
     """Every embedded image of a PDF, page by page.
 
     Args:
         path: the PDF file.
         password: tried when the file is encrypted ("" opens files that only restrict
             printing or copying, which is most encrypted journal PDFs).
+        max_pixels: an image above this many pixels is a problem, not an image.
 
     Raises:
         PdfError: the file is encrypted with another password, broken beyond repair, or not a
@@ -118,7 +119,7 @@ def extract_images(path: str | os.PathLike, password: str = "") -> PdfImages:
                 where = f"page {page_number} image {index}"
                 try:
                     image_file = page_images[name]
-                    pixels = _decode(image_file, f"{path} {where}")
+                    pixels = _decode(image_file, f"{path} {where}", max_pixels)
                 except ImageReadError as error:
                     problems.append(f"{where}: {error.reason}")
                     continue
@@ -129,17 +130,17 @@ def extract_images(path: str | os.PathLike, password: str = "") -> PdfImages:
     return PdfImages(images, page_count, problems)
 
 
-def _decode(image_file, name: str) -> np.ndarray:
+def _decode(image_file, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image's encoded bytes through the package's decoder; Pillow's object as a fallback
     (pypdf hands out formats such as JPEG 2000 or CMYK JPEG that it already decoded)."""
     import io
 
     try:
-        return decode_image_bytes(image_file.data, name)
+        return decode_image_bytes(image_file.data, name, max_pixels=max_pixels)
     except ImageReadError:
         pil = image_file.image
         if pil is None:
             raise
         buffer = io.BytesIO()
         pil.convert("RGBA" if "A" in pil.mode else "RGB").save(buffer, format="PNG")
-        return decode_image_bytes(buffer.getvalue(), name)
+        return decode_image_bytes(buffer.getvalue(), name, max_pixels=max_pixels)

@@ -29,6 +29,9 @@ not be screened, with the reason. Pictures are JPEG thumbnails at the size they 
 heat map a PNG), and the page stays under `max_bytes` (10 MB) whatever the input: when the cards
 would exceed it, the later groups lose their pictures first, then move to the table, and the page
 says so. pairs.csv always holds every pair.
+
+A REPORT_DIR used before is cleared of the earlier screen's files first (`clear_previous`):
+report.html, pairs.csv and the crops of panels/; nothing else in it is touched.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import base64
 import csv
 import html
 import io as _io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +65,12 @@ JPEG_QUALITY = 85
 
 def write(out, result, scorer=None, progress: bool = False, groups_in_full: int = GROUPS_IN_FULL,
           max_explained: int = MAX_EXPLAINED, max_bytes: int = MAX_REPORT_BYTES) -> Path:
-    """Write pairs.csv, panels/ and report.html for a `ScreenResult`; returns report.html's path."""
+    """Write pairs.csv, panels/ and report.html for a `ScreenResult`; returns report.html's path.
+
+    What an earlier screen wrote into `out` is removed first (`clear_previous`), so a re-used
+    folder holds this run's output only."""
     out = Path(out)
+    clear_previous(out)
     (out / "panels").mkdir(parents=True, exist_ok=True)
     names = _write_panels(out, result)
     groups = groups_lib.find_groups(result)
@@ -71,6 +79,27 @@ def write(out, result, scorer=None, progress: bool = False, groups_in_full: int 
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+#: The files a screen writes into REPORT_DIR; panels/ holds crops named as `_CROP_NAME` says.
+OWN_FILES = ("report.html", "pairs.csv")
+_CROP_NAME = re.compile(r"(?:[0-9]{5,}_.*|identical[0-9]+[ab])\.png")
+
+
+def clear_previous(out) -> list[Path]:
+    """Remove the files an earlier screen wrote into `out`: report.html, pairs.csv and the panel
+    crops in panels/ (by their names: `<5-digit number>_*.png`, `identical<n>a|b.png`). A user's
+    other files stay where they are; a re-used --out used to keep the old run's crops beside the
+    new ones. Returns what it removed."""
+    out = Path(out)
+    removed = [out / name for name in OWN_FILES if (out / name).is_file()]
+    crops = out / "panels"
+    if crops.is_dir() and not crops.is_symlink():
+        removed += [crop for crop in crops.iterdir() if _CROP_NAME.fullmatch(crop.name) and crop.is_file()
+                    and not crop.is_symlink()]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def panel_name(panel) -> str:

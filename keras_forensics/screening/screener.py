@@ -132,6 +132,8 @@ class Screener:
             real re-uses, and cheap enough for a manuscript. 0: always retrieve first.
         split: "pdf" splits PDF figures into panels, "all" also image files, "none" nothing.
         min_panel_size: panels smaller than this (px, either side) are skipped with a message.
+        max_pixels: images (PDF images, TIFF pages) above this many pixels are not decoded but
+            skipped with a message (decompression bombs; default `io.DEFAULT_MAX_PIXELS`).
         verify: run the keypoint verifier on candidates (False: Siamese only).
         turns: compare panels in all 8 orientations (quarter turns, mirrored), so a panel re-used
             turned or mirrored is found; a pair's distance is then the smallest over orientations.
@@ -146,11 +148,11 @@ class Screener:
                  neighbours: int = 10, exact_max: int | None = None, verify_all_max: int | None = None,
                  split: str = "pdf",
                  min_panel_size: int = panels_lib.MIN_PANEL_SIZE, verify: bool = True, turns: bool = True,
-                 progress: bool = True, normalise: bool = True):
+                 progress: bool = True, normalise: bool = True, max_pixels: int | None = None):
         from keras_forensics.screening.pairs import EXACT_MAX, VERIFY_ALL_MAX
 
         check_options(threshold=threshold, neighbours=neighbours, exact_max=exact_max,
-                      verify_all_max=verify_all_max, min_panel_size=min_panel_size)
+                      verify_all_max=verify_all_max, min_panel_size=min_panel_size, max_pixels=max_pixels)
         self.scorer = scorer
         self.combiner = combiner or CombinedScore.load()
         self.threshold = None if threshold is None else float(threshold)
@@ -159,6 +161,7 @@ class Screener:
         self.verify_all_max = VERIFY_ALL_MAX if verify_all_max is None else int(verify_all_max)
         self.split = split
         self.min_panel_size = int(min_panel_size)
+        self.max_pixels = io.pixel_limit(max_pixels)
         self.verify = verify
         self.turns = bool(turns)
         self.progress = progress
@@ -204,7 +207,7 @@ class Screener:
     def similarity(self, a, b) -> dict:
         """{distance, p_same, same} of two panels (paths or [H, W] float arrays), Siamese only
         (with `turns`, the smallest distance between A in any orientation and B)."""
-        images = [_as_image(x) for x in (a, b)]
+        images = [_as_image(x, self.max_pixels) for x in (a, b)]
         vectors = self.scorer.embed_panels(images, progress=False, oriented=self.oriented)
         distance = self.scorer.pair_distance(vectors[0], vectors[1])
         p_same = float(self.scorer.p_same(distance))
@@ -213,7 +216,7 @@ class Screener:
     def embed(self, images) -> np.ndarray:
         """Weighted embeddings [N, D] of panels (paths or arrays); the distance between rows under
         the scorer's metric (L1, or squared L2 for the copy-detection descriptor) is f."""
-        return self.scorer.embed_panels([_as_image(x) for x in images], progress=self.progress)
+        return self.scorer.embed_panels([_as_image(x, self.max_pixels) for x in images], progress=self.progress)
 
     def screen(self, inputs, out: str | os.PathLike | None = None, index: str | os.PathLike | None = None,
                method: str = "auto", groups_in_full: int | None = None) -> ScreenResult:
@@ -250,7 +253,7 @@ class Screener:
             timings[stage], started = time.perf_counter() - started, time.perf_counter()
 
         collection = panels_lib.collect(inputs, split=self.split, min_size=self.min_panel_size,
-                                        progress=self.progress)
+                                        progress=self.progress, max_pixels=self.max_pixels)
         for problem in collection.problems:
             logger.warning("skipped %s", problem)
         if collection.nothing_readable:
@@ -330,13 +333,14 @@ class Screener:
 
     def _identical_record(self, number: int, item) -> PairRecord:
         """Byte-identical files: distance 0 by definition; no network, no verifier."""
-        a, b = _file_panel(item.original, f"identical{number}a"), _file_panel(item.copy, f"identical{number}b")
+        a, b = (_file_panel(item.original, f"identical{number}a", self.max_pixels),
+                _file_panel(item.copy, f"identical{number}b", self.max_pixels))
         return PairRecord(a, b, 0.0, float(self.scorer.p_same(0.0)), 1.0,
                           "identical-file", None, None, note=f"identical file (sha256 {item.sha256[:12]})")
 
 
 def check_options(threshold=None, neighbours=None, exact_max=None, verify_all_max=None, min_panel_size=None,
-                  **_others) -> None:
+                  max_pixels=None, **_others) -> None:
     """ForensicsError naming the flag for a Screener option of the wrong type or range (None: the
     default); the CLI calls this before it loads a model."""
     if threshold is not None and (not _is_number(threshold) or threshold < 0 or not math.isfinite(threshold)):
@@ -345,6 +349,7 @@ def check_options(threshold=None, neighbours=None, exact_max=None, verify_all_ma
                                  ("--verify_all_max", verify_all_max, 0), ("--min_panel_size", min_panel_size, 1)):
         if value is not None and (not _is_whole(value) or value < minimum):
             raise ForensicsError(f"{flag} must be a whole number >= {minimum}, got {value!r}")
+    io.pixel_limit(max_pixels)
 
 
 def _is_number(value) -> bool:
@@ -368,11 +373,9 @@ def _cache_key(panel: Panel):
     return (panel.figure_key, panel.box, panel.key)
 
 
-def _as_image(item) -> np.ndarray:
-    from keras_forensics.data.io import read_image
-
+def _as_image(item, max_pixels: int = io.DEFAULT_MAX_PIXELS) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
-        return read_image(item)
+        return io.read_image(item, max_pixels=max_pixels)
     image = np.asarray(item, np.float32)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
@@ -381,16 +384,15 @@ def _as_image(item) -> np.ndarray:
     return image
 
 
-def _file_panel(path: str, key: str) -> Panel:
+def _file_panel(path: str, key: str, max_pixels: int = io.DEFAULT_MAX_PIXELS) -> Panel:
     """A whole-file panel for the identical-files rows (pixels only for images, for the report)."""
     from keras_forensics.errors import ImageReadError
-    from keras_forensics.data.io import read_image
     from keras_forensics.screening.pdf import is_pdf
 
     image = None
     if not is_pdf(path):
         try:
-            image = read_image(path)
+            image = io.read_image(path, max_pixels=max_pixels)
         except ImageReadError:
             image = None
     height, width = image.shape if image is not None else (0, 0)

@@ -16,14 +16,19 @@ from keras_forensics.serving.protocol import invalid
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 #: Encoded images are refused above this many pixels before they are decoded (decompression bombs).
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+#: ... and a request whose encoded images have more pixels than this in all (64 images of 40 Mpx
+#: each would pass the per-image limit and decode to 10 GB of float32).
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
 
 
 class ServingApp:
     """The protocol-independent request handling shared by the REST and gRPC front ends."""
 
-    def __init__(self, manager: ModelManager, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(self, manager: ModelManager, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS):
         self.manager = manager
         self.max_image_pixels = max_image_pixels
+        self.max_request_pixels = max_request_pixels
 
     def lookup(self, name: str, version=None, label=None, signature_name: str = protocol.DEFAULT_SIGNATURE):
         """The servable version and signature a request names (NOT_FOUND / INVALID_ARGUMENT)."""
@@ -32,7 +37,7 @@ class ServingApp:
 
     def run(self, signature, inputs: dict, timeout=None) -> dict:
         """Validate and run one request (through the batcher when batching is on)."""
-        check_image_sizes(inputs, self.max_image_pixels)
+        check_image_sizes(inputs, self.max_image_pixels, self.max_request_pixels)
         return signature(inputs, timeout)
 
     def status_proto(self, name: str, version=None, label=None):
@@ -68,10 +73,12 @@ class ServingApp:
         return response
 
 
-def check_image_sizes(inputs: dict, max_pixels: int) -> None:
-    """Refuse encoded images (inputs named *_bytes) above `max_pixels`, reading headers only."""
+def check_image_sizes(inputs: dict, max_pixels: int, max_request_pixels: int | None = None) -> None:
+    """Refuse encoded images (inputs named *_bytes) above `max_pixels` each, or above
+    `max_request_pixels` all together, reading headers only."""
     from PIL import Image
 
+    total = 0
     for key, array in inputs.items():
         if not key.endswith("_bytes") or array.dtype.kind != "O":
             continue
@@ -89,3 +96,7 @@ def check_image_sizes(inputs: dict, max_pixels: int) -> None:
             if width * height > max_pixels:
                 raise invalid(f"image {index} of input '{key}' has {width}x{height} pixels, more than "
                               f"this server's --max_image_pixels {max_pixels}")
+            total += width * height
+            if max_request_pixels is not None and total > max_request_pixels:
+                raise invalid(f"the request's images add up to {total:,} pixels by image {index} of input "
+                              f"'{key}', more than this server's --max_request_pixels {max_request_pixels}")

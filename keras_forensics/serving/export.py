@@ -1,7 +1,8 @@
 """Exporting a run dir as a TF-Serving SavedModel: `export_base/<name>/<version>/`.
 
 `export(kind, model_dir, export_base)` builds the kind's serving module (serving.modules), writes
-it atomically (a temporary folder beside the target, then a rename), adds TF-Serving warm-up
+it atomically (a temporary folder beside the target, then a rename; the temporary folders of
+killed exports are removed once stale, `remove_stale_leftovers`), adds TF-Serving warm-up
 requests in `assets.extra/tf_serving_warmup_requests`, and before the rename reloads the
 SavedModel with `tf.saved_model.load` and checks every signature against the Keras model on a
 fixed input. `export_generator` does the same for a WGAN / CycleGAN run and adds its
@@ -30,6 +31,13 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 #: The reload check's tolerance: every output of every signature, max absolute difference.
 TOLERANCE = 1e-5
+
+#: A `.tmp-*` / `.old-*` folder beside the versions in which nothing changed for this long is the
+#: leftover of a killed export: an export writes its temporary folder from start to end and
+#: touches it before its reload check (seconds). An `.old-*` folder (the replaced version) is in
+#: use only between two renames, after which its export removes it anyway.
+STALE_AFTER_S = 10 * 60
+_LEFTOVER_PREFIXES = (".tmp-", ".old-")
 
 
 @dataclasses.dataclass
@@ -74,6 +82,7 @@ def export(kind: str, model_dir, export_base="saved_models", version: int | None
 
     module = load_serving_module(kind, model_dir)
     model_base.mkdir(parents=True, exist_ok=True)
+    remove_stale_leftovers(model_base)
     # A dot-folder beside the target: same file system (so the rename is atomic) and not a
     # number, so a server watching model_base never tries to load it.
     temporary = model_base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
@@ -87,6 +96,7 @@ def export(kind: str, model_dir, export_base="saved_models", version: int | None
         for file_name, content in {**assets, **module.extra_assets(), **(extra_assets or {})}.items():
             data = content.encode() if isinstance(content, str) else bytes(content)
             (temporary / "assets.extra" / Path(file_name).name).write_bytes(data)
+        os.utime(temporary)  # fresh for the reload check: another export must not take it for stale
         differences = check_saved_model(temporary, module)
         _move_into_place(temporary, target, overwrite)
     finally:
@@ -96,6 +106,29 @@ def export(kind: str, model_dir, export_base="saved_models", version: int | None
     if verbose:
         print(summary, flush=True)
     return ExportResult(target, version, differences, summary)
+
+
+def remove_stale_leftovers(model_base, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the `.tmp-*` and `.old-*` folders of killed exports from `model_base`: those in which
+    nothing was modified for `older_than_s` seconds (a running export's folder is younger). A
+    killed export's `finally` never ran, so its folders stayed forever. Returns what it removed."""
+    import time
+
+    model_base = Path(model_base)
+    if not model_base.is_dir():
+        return []
+    now, removed = time.time(), []
+    for folder in model_base.iterdir():
+        if not folder.name.startswith(_LEFTOVER_PREFIXES) or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            newest = max([folder.lstat().st_mtime] + [path.lstat().st_mtime for path in folder.rglob("*")])
+        except OSError:  # removed by another export meanwhile
+            continue
+        if now - newest >= older_than_s:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:

@@ -116,6 +116,8 @@ def parse_json_body(body: bytes) -> dict:
         request = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise invalid(f"JSON Parse error: {error}") from None
+    except RecursionError:  # [[[[... nested past Python's recursion limit: the client's mistake
+        raise invalid("JSON Parse error: nested too deeply") from None
     if not isinstance(request, dict):
         raise invalid(f"JSON Value: {_excerpt(request)} Is not object")
     return request

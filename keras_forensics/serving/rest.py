@@ -4,16 +4,25 @@
 (GetModelMetadata), `POST .../{m}[/versions/{v}|/labels/{l}]:predict` with "instances" (row) or
 "inputs" (columnar) bodies and {"b64": ...} binary values; errors are `{"error": "..."}` with
 TF-Serving's HTTP statuses; an oversized body gets 413 without being read.
+
+Slow clients cannot stall the server: a request's body is read in full, under one deadline
+(--rest_api_timeout_in_ms for the whole body, not per read; 408 when it passes), before the
+request takes one of the --rest_api_num_threads processing slots, and one client address has at
+most --max_uploads_per_client bodies in flight (429 above). A client that sends its body a byte
+at a time holds a connection thread until its deadline, never a slot.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import http.server
 import json
 import logging
 import re
 import socket
 import socketserver
+import threading
 import time
 import urllib.parse
 
@@ -27,12 +36,47 @@ _PREDICT_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)", re.IGNORECASE)
 _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,20}")  # what RFC 9110 allows: digits only (no sign, no "_")
+
+#: Request bodies one client address may send at once (`--max_uploads_per_client`).
+DEFAULT_MAX_UPLOADS_PER_CLIENT = 8
 
 
 class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+
+class UploadLimit:
+    """At most `per_client` request bodies in flight from one client address at a time.
+
+    Bodies are read before a request takes a processing slot, so that slow senders hold no slot;
+    this bounds what one address can hold instead (threads, and memory: at most `per_client` x
+    --max_request_bytes).
+    """
+
+    def __init__(self, per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT):
+        self.per_client = per_client
+        self._lock = threading.Lock()
+        self._active: collections.Counter = collections.Counter()
+
+    @contextlib.contextmanager
+    def upload(self, address: str):
+        """Count one body from `address` while it is read; RESOURCE_EXHAUSTED (429) above the limit."""
+        with self._lock:
+            if self._active[address] >= self.per_client:
+                raise ServingError("RESOURCE_EXHAUSTED", f"{address} is already sending {self.per_client} request "
+                                                         "bodies; this server's --max_uploads_per_client is "
+                                                         f"{self.per_client}")
+            self._active[address] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active[address] -= 1
+                if not self._active[address]:
+                    del self._active[address]
 
 
 class RestHandler(http.server.BaseHTTPRequestHandler):
@@ -83,8 +127,10 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         try:
+            # The body first, under its own deadline; only then a processing slot.
+            body = self._read_body() if method in ("POST", "PUT") else b""
             with self.server.options["slots"]:
-                status, body = self._dispatch(method)
+                status, body = self._dispatch(method, body)
         except ServingError as error:
             status, body = error.http_status, protocol.error_body(error.message)
         except Exception as error:  # noqa: BLE001 -- never let a request take the server down
@@ -93,35 +139,69 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         self._reply(status, body)
 
     def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError as error:  # the client left (a body cut short): nobody to tell
+            logger.debug("%s left before its %d answer (%s)", self.address_string(), status, error)
+            self.close_connection = True
+            self._linger = False
 
     def _read_body(self) -> bytes:
+        """The request body, whole, within --rest_api_timeout_in_ms of now (408 after that)."""
+        deadline = time.monotonic() + self.server.options["timeout"]
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length is None:
             self.close_connection = True
             raise invalid("a request body needs a Content-Length header")
-        try:
-            length = int(length)
-        except ValueError:
-            self.close_connection = True
-            raise invalid(f"bad Content-Length {length!r}") from None
+        if not _CONTENT_LENGTH.fullmatch(length.strip()):
+            self.close_connection = True  # the body's end is unknown: the connection cannot be reused
+            self._linger = True
+            raise invalid(f"bad Content-Length {length!r} (a whole number of bytes)")
+        length = int(length)
         limit = self.server.options["max_request_bytes"]
         if length > limit:
             self.close_connection = True  # the body is not read; the connection cannot be reused
             self._linger = True
             raise _TooLarge(f"request body of {length} bytes exceeds this server's --max_request_bytes {limit}")
-        return self.rfile.read(length)
+        try:
+            with self.server.options["uploads"].upload(self.client_address[0]):
+                return self._read_until(length, deadline)
+        except ServingError:
+            self.close_connection = True  # what is left of the body is unread
+            self._linger = True
+            raise
 
-    def _dispatch(self, method: str):
+    def _read_until(self, length: int, deadline: float) -> bytes:
+        """`length` bytes of body, or _Timeout once `deadline` passes (the socket's own timeout
+        applies per read: a client sending a byte a second would never meet it)."""
+        chunks, remaining = [], length
+        try:
+            while remaining:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(remaining, 1 << 16))
+                if not chunk:
+                    raise invalid(f"the request body ended after {length - remaining} of its {length} bytes")
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except TimeoutError:
+            raise _Timeout(f"the request body ({length} bytes) did not arrive within this server's "
+                           f"--rest_api_timeout_in_ms {round(self.server.options['timeout'] * 1000)}") from None
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(chunks)
+
+    def _dispatch(self, method: str, body: bytes):
         app: ServingApp = self.server.app
         path = urllib.parse.urlsplit(self.path).path
-        body = self._read_body() if method in ("POST", "PUT") else b""
         malformed = invalid(f"Malformed request: {method} {path}")
         if not path.lower().startswith("/v1/"):
             raise ServingError("NOT_FOUND", f"Not found: {method} {path} (the API lives under /v1/)")
@@ -171,6 +251,15 @@ class _TooLarge(ServingError):
     @property
     def http_status(self) -> int:
         return 413  # Payload Too Large: TF-Serving has no body limit, HTTP has a status for it
+
+
+class _Timeout(ServingError):
+    def __init__(self, message: str):
+        super().__init__("DEADLINE_EXCEEDED", message)
+
+    @property
+    def http_status(self) -> int:
+        return 408  # Request Timeout: the client, not the model, was too slow
 
 
 def _version(text):

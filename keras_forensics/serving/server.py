@@ -18,12 +18,16 @@ Flags carry tensorflow_model_server's names (--port, --rest_api_port, --model_co
 --model_name, --model_base_path, --enable_batching, --batching_parameters_file,
 --file_system_poll_wait_seconds, ...), so a command line moves between the two. Additions of this
 server: --host (default 127.0.0.1: nothing is exposed beyond this machine unless asked),
---max_request_bytes, --max_image_pixels, and --max_batch_size / --batch_timeout_micros /
---num_batch_threads overriding the batching parameters file.
+--max_request_bytes, --max_image_pixels, --max_request_pixels, --max_uploads_per_client, and
+--max_batch_size / --batch_timeout_micros / --num_batch_threads overriding the batching
+parameters file.
 
-Every request is answered: malformed JSON, unknown models, versions or signatures, wrong dtypes
-or shapes and undecodable images get 400/404 with a message; an oversized body gets 413 without
-being read; an unexpected failure gets 500 and the server carries on.
+Every request is answered: malformed JSON (nested too deeply included), a bad Content-Length,
+unknown models, versions or signatures, wrong dtypes or shapes and undecodable images get 400/404
+with a message; an oversized body gets 413 without being read; a body that does not arrive within
+--rest_api_timeout_in_ms gets 408, and a client address already sending --max_uploads_per_client
+bodies 429 (slow senders hold no processing slot: see serving.rest); an unexpected failure gets
+500 and the server carries on.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ from pathlib import Path
 
 
 from keras_forensics.errors import ForensicsError
-from keras_forensics.serving.app import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_BYTES, ServingApp
+from keras_forensics.serving.app import (DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_BYTES,
+                                         DEFAULT_MAX_REQUEST_PIXELS, ServingApp)
 from keras_forensics.serving.grpc_service import servicers
-from keras_forensics.serving.rest import RestHandler, RestServer
+from keras_forensics.serving.rest import DEFAULT_MAX_UPLOADS_PER_CLIENT, RestHandler, RestServer, UploadLimit
 from keras_forensics.serving.batching import BatchingOptions, read_batching_parameters
 from keras_forensics.serving.model_manager import ModelManager, ModelSource, read_model_config
 
@@ -56,19 +61,26 @@ class ModelServer:
         port: gRPC port (0: any free port; see `.port` after `start`).
         rest_api_port: REST port (0: any free port; None: no REST).
         max_request_bytes: largest request body / gRPC message accepted.
-        rest_api_timeout_in_ms: socket and request timeout of the REST API.
-        rest_api_num_threads: REST requests processed at once (more wait for a slot).
+        rest_api_timeout_in_ms: the REST API's socket timeout, the deadline for receiving a whole
+            request body, and the request's timeout.
+        rest_api_num_threads: REST requests processed at once (more wait for a slot; a request
+            takes its slot once its body is in).
         grpc_max_threads: gRPC requests processed at once.
         max_image_pixels: largest encoded image accepted by *_bytes inputs.
+        max_request_pixels: most pixels of all the encoded images of one request together.
+        max_uploads_per_client: REST request bodies one client address may send at once.
     """
 
     def __init__(self, manager: ModelManager, host: str = "127.0.0.1", port: int | None = 8500,
                  rest_api_port: int | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  rest_api_timeout_in_ms: int = 30000, rest_api_num_threads: int | None = None,
-                 grpc_max_threads: int | None = None, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+                 grpc_max_threads: int | None = None, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
+                 max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT):
         threads = 4 * (os.cpu_count() or 1)  # TF-Serving's default for both thread flags
         self.manager, self.host = manager, host
-        self.app = ServingApp(manager, max_image_pixels)
+        self.app = ServingApp(manager, max_image_pixels, max_request_pixels)
+        self.max_uploads_per_client = max_uploads_per_client
         self.port, self.rest_api_port = port, rest_api_port
         self.max_request_bytes = max_request_bytes
         self.rest_timeout = rest_api_timeout_in_ms / 1000.0
@@ -114,7 +126,8 @@ class ModelServer:
             raise ForensicsError(f"cannot listen on {self.host}:{self.rest_api_port} for REST ({error})") from None
         server.app = self.app
         server.options = {"timeout": self.rest_timeout, "max_request_bytes": self.max_request_bytes,
-                          "slots": threading.BoundedSemaphore(self.rest_threads)}
+                          "slots": threading.BoundedSemaphore(self.rest_threads),
+                          "uploads": UploadLimit(self.max_uploads_per_client)}
         self._rest_server, self.rest_api_port = server, server.server_address[1]
         self._rest_thread = threading.Thread(target=server.serve_forever, name="rest", daemon=True)
         self._rest_thread.start()
@@ -173,7 +186,8 @@ def serve(port: int = 8500, rest_api_port: int = 0, model_config_file: str | Non
           enable_model_warmup: bool = True, rest_api_num_threads: int | None = None,
           rest_api_timeout_in_ms: int = 30000, grpc_max_threads: int | None = None, host: str = "127.0.0.1",
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-          ready_file: str | None = None):
+          max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
+          max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT, ready_file: str | None = None):
     """Serve SavedModels over TF-Serving's gRPC and REST protocols until interrupted.
 
     As tensorflow_model_server: --port (gRPC), --rest_api_port (0: no REST), and either
@@ -193,7 +207,8 @@ def serve(port: int = 8500, rest_api_port: int = 0, model_config_file: str | Non
                                batch_timeout_micros=batch_timeout_micros, num_batch_threads=num_batch_threads)
     manager = ModelManager(sources, file_system_poll_wait_seconds, options, enable_model_warmup)
     server = ModelServer(manager, host, port, rest_api_port or None, max_request_bytes, rest_api_timeout_in_ms,
-                         rest_api_num_threads, grpc_max_threads, max_image_pixels)
+                         rest_api_num_threads, grpc_max_threads, max_image_pixels, max_request_pixels,
+                         max_uploads_per_client)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()

@@ -212,6 +212,8 @@ def train(config: DetectorTrainConfig, model_dir=None) -> Path:
     callbacks = common.standard_callbacks(model_dir, epochs, steps_per_epoch, monitor="val_auc",
                                           patience=config.patience, best_path=model_dir / BEST_FILE)
     callbacks.append(CurveImages(model_dir / "logs", val_images, val_labels, steps_per_epoch, epochs))
+    wall_time = common.WallTime(model_dir)  # the time of a killed run counts when it is resumed
+    callbacks.append(wall_time)
     best = model_dir / BEST_FILE
     if start_epoch < epochs and best.exists():
         # A fresh ModelCheckpoint would replace the best model with the first resumed epoch's,
@@ -239,7 +241,6 @@ def train(config: DetectorTrainConfig, model_dir=None) -> Path:
     test_real, test_fake = fixed_set(splits["test"], config.seed + 2)
     test = evaluation.evaluate_patches(model, test_real, test_fake, seed=config.seed)
     previous = json.loads(common.write_metrics(model_dir, {}).read_text())
-    previous_wall = previous.get("wall_time_s_total", 0.0)
     best_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     if not best_step:  # nothing trained in this call: the weights alone do not know their step
         best_step = previous.get("best_step", 0)
@@ -250,7 +251,7 @@ def train(config: DetectorTrainConfig, model_dir=None) -> Path:
         "best_step": best_step,
         "batch_size": config.batch_size,
         "wall_time_s_this_run": round(wall, 1),
-        "wall_time_s_total": round(previous_wall + wall, 1),
+        "wall_time_s_total": wall_time.total(),
         "test": test,
         "source_groups": {name: {part: len(groups) for part, groups in parts.items()}
                           for name, parts in json.loads((model_dir / "split.json").read_text()).items()},

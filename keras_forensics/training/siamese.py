@@ -208,6 +208,10 @@ def train(config: SiameseTrainConfig, model_dir=None) -> Path:
     callbacks = common.standard_callbacks(model_dir, epochs, steps_per_epoch, patience=config.patience,
                                           best_path=model_dir / BEST_FILE)
     callbacks.append(TripletImages(model_dir / "logs", validation, config.image_every, steps_per_epoch))
+    # last: keeps wall_time_s_total in metrics.json current at every interval's end, so the time
+    # of a run killed before its end counts when it is resumed
+    wall_time = common.WallTime(model_dir)
+    callbacks.append(wall_time)
     started = time.perf_counter()
     if start_epoch < epochs:
         if start_epoch:
@@ -233,14 +237,8 @@ def train(config: SiameseTrainConfig, model_dir=None) -> Path:
         "synthetic_test": synthetic_accuracy(model, test),
         "train_patches": len(splits["train"]),
         "source_groups": {k: v.num_groups for k, v in splits.items()},
+        "wall_time_s_total": wall_time.total(),
     }
-    previous_wall = 0.0
-    metrics_path = model_dir / "metrics.json"
-    if metrics_path.exists():
-        import json
-
-        previous_wall = json.loads(metrics_path.read_text()).get("wall_time_s_total", 0.0)
-    metrics["wall_time_s_total"] = round(previous_wall + wall, 1)
     common.write_metrics(model_dir, metrics)
     print(f"synthetic test accuracy {metrics['synthetic_test']['accuracy']:.4f} "
           f"({metrics['synthetic_test']['pairs']} pairs); model: {model_dir / MODEL_FILE}", flush=True)
