@@ -83,6 +83,7 @@ def test_item03_detect_scores_images_of_any_size(tmp_path, detector_run):
 @pytest.mark.parametrize("flags, message", [
     (["--threshold", "abc"], "error: --threshold must be a non-negative number, got 'abc'"),
     (["--neighbours", "many"], "error: --neighbours must be a whole number >= 0, got 'many'"),
+    (["--groups_in_full", "-1"], "error: --groups_in_full must be a whole number >= 0, got -1"),
     (["--out", "/etc/passwd/x"], "error: --out /etc/passwd/x: /etc/passwd is a file, not a folder"),
 ])
 def test_item07_screen_checks_flags_and_the_output_folder_first(tmp_path, flags, message, monkeypatch):

@@ -22,7 +22,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from keras_forensics.errors import ForensicsError, ImageReadError
 
@@ -171,7 +170,7 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
     options = dict(threshold=threshold, neighbours=neighbours, split=split, min_panel_size=min_panel_size,
                    exact_max=exact_max, verify_all_max=verify_all_max, verify=verify, turns=turns,
                    max_pixels=max_pixels)
-    check_options(**options)  # before the model loads: a bad flag costs nothing
+    check_options(**options, groups_in_full=groups_in_full)  # before the model loads: a bad flag costs nothing
     screener = Screener.load(model, calibration, normalise=normalise, **options)
     try:
         result = screener.screen(paths, out=out, index=index, method=method, groups_in_full=groups_in_full)

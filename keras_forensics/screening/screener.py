@@ -340,13 +340,14 @@ class Screener:
 
 
 def check_options(threshold=None, neighbours=None, exact_max=None, verify_all_max=None, min_panel_size=None,
-                  max_pixels=None, **_others) -> None:
+                  max_pixels=None, groups_in_full=None, **_others) -> None:
     """ForensicsError naming the flag for a Screener option of the wrong type or range (None: the
     default); the CLI calls this before it loads a model."""
     if threshold is not None and (not _is_number(threshold) or threshold < 0 or not math.isfinite(threshold)):
         raise ForensicsError(f"--threshold must be a non-negative number, got {threshold!r}")
     for flag, value, minimum in (("--neighbours", neighbours, 0), ("--exact_max", exact_max, 0),
-                                 ("--verify_all_max", verify_all_max, 0), ("--min_panel_size", min_panel_size, 1)):
+                                 ("--verify_all_max", verify_all_max, 0), ("--min_panel_size", min_panel_size, 1),
+                                 ("--groups_in_full", groups_in_full, 0)):
         if value is not None and (not _is_whole(value) or value < minimum):
             raise ForensicsError(f"{flag} must be a whole number >= {minimum}, got {value!r}")
     io.pixel_limit(max_pixels)
