@@ -543,3 +543,62 @@ def test_item12_huge_images_are_refused_before_decoding_and_the_flag_moves_the_l
     assert io.DEFAULT_MAX_PIXELS == 100_000_000
     for command in (cli.compare, cli.similarity, cli.screen):  # their --help states the default
         assert f"(default {io.DEFAULT_MAX_PIXELS:,})" in " ".join(command.__doc__.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# The issue's target: one folder with good files and every kind of bad one
+
+
+def test_a_folder_of_good_and_bad_files_loses_nothing(tmp_path, siamese_file, detector_run):
+    """`screen` and `detect` on one folder holding good images (one with a name that is not
+    UTF-8, a two-page TIFF) and bad ones (truncated, not an image, a password-locked PDF, a
+    broken link, a link loop, too many pixels): every good file is processed, every bad one is
+    listed with its reason on stderr and in the report, and both exit 0."""
+    import tifffile
+    from PIL import Image
+    from pypdf import PdfWriter
+
+    camera = skimage_gray("camera")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_gray(folder / "good.png", camera[:160, :160])
+    save_gray(_undecodable(folder, b"copy"), camera[:160, :160][:, ::-1])  # a mirrored copy
+    pages = np.stack([np.uint8(camera[200:360, 200:360] * 255), np.uint8(camera[:160, :160] * 255)])
+    tifffile.imwrite(folder / "pages.tif", pages)  # page 2 re-uses good.png
+    (folder / "truncated.png").write_bytes((folder / "good.png").read_bytes()[:200])
+    (folder / "notes.png").write_text("not an image")
+    plain = tmp_path / "plain.pdf"
+    Image.fromarray(np.uint8(camera[:200, :200] * 255)).save(plain, resolution=72)
+    writer = PdfWriter(clone_from=str(plain))
+    writer.encrypt("secret", owner_password="owner", algorithm="AES-256")
+    writer.write(folder / "locked.pdf")
+    os.symlink("gone.png", folder / "broken.png")
+    os.symlink("loop.png", folder / "loop.png")
+    save_gray(folder / "huge.png", np.zeros((1100, 1100)))  # above --max_pixels 1,000,000
+    bad = {"truncated.png": "", "notes.png": "", "locked.pdf": "password", "broken.png": "broken symbolic link",
+           "loop.png": "symbolic link loop", "huge.png": "pixels"}
+
+    status, _, err = run_cli(["screen", folder, "--model", siamese_file, "--out", tmp_path / "screen",
+                              "--max_pixels", "1000000"])
+    assert status == 0, err
+    rows = _rows(tmp_path / "screen" / "pairs.csv")
+    screened = {os.path.basename(r[side]) for r in rows for side in ("a_file", "b_file")}
+    assert screened == {"good.png", "copy\\xff\\xfe.png", "pages.tif"}
+    assert any(r["a_page"] == "2" or r["b_page"] == "2" for r in rows)
+    page = (tmp_path / "screen" / "report.html").read_text(encoding="utf-8")
+    for name, reason in bad.items():
+        lines = [line for line in err.splitlines() if name in line and reason in line]
+        assert lines, f"{name} not listed on stderr:\n{err}"
+        assert name in page
+
+    detect_bad = {name: reason for name, reason in bad.items() if not name.endswith(".pdf")}  # detect reads images
+    status, _, err = run_cli(["detect", folder, "--model", detector_run, "--out", tmp_path / "detect",
+                              "--max_pixels", "1000000"])
+    assert status == 0, err
+    scored = {os.path.basename(r["file"]) for r in _rows(tmp_path / "detect" / "scores.csv")}
+    assert {"good.png", "copy\\xff\\xfe.png", "pages.tif"} <= scored
+    assert not scored & set(detect_bad)
+    page = (tmp_path / "detect" / "report.html").read_text(encoding="utf-8")
+    for name, reason in detect_bad.items():
+        assert any(name in line and reason in line for line in err.splitlines()), f"{name}:\n{err}"
+        assert name in page
