@@ -39,7 +39,8 @@ def siamese(model: str, real_cases: str | None = None, data: str | None = None, 
 
 @command
 def detector(model: str | None = None, real=None, fake=None, baseline: str | None = None, split: str = "test",
-             out: str | None = None, bootstrap: int = 1000, generated: int = 1000, seed: int = 0):
+             out: str | None = None, bootstrap: int = 1000, generated: int = 1000, seed: int = 0,
+             fft_peaks: bool = False, fft_peaks_augment: bool = True):
     """Measure the GAN-image detector: ROC AUC with a 95% bootstrap CI, average precision, accuracy
     at 0.5 and at the equal-error threshold, per synthetic source (and per sub-folder of a fake
     folder), on the patches as they are, JPEG(75)-recompressed and 0.5x-resized.
@@ -48,13 +49,17 @@ def detector(model: str | None = None, real=None, fake=None, baseline: str | Non
     used) or a SavedModel; default saved_models/detector. --real DIR[,DIR] and --fake DIR[,DIR] as
     in `train detector` (folders, masked sets, saved generators, or `upsampling` for procedural
     transposed-convolution fakes of the real test patches). --baseline RUN_DIR scores the same
-    patches with a second model (the spectral baseline) in the same run. Prints a Markdown table,
-    writes JSON to --out (default RUN_DIR/evaluation.json).
+    patches with a second model (the spectral baseline) in the same run. --fft_peaks adds the
+    Cardenuto-Mandelli baseline (gradient-boosted trees on the patch FFT peaks of a denoising
+    residual; needs scikit-learn), fitted first on the run's train split of the same sources, as
+    they are and (unless --nofft_peaks_augment) once more through the run's augmentation; it needs
+    --model RUN_DIR. Prints a Markdown table, writes JSON to --out (default RUN_DIR/evaluation.json).
     """
     from keras_forensics.detection import evaluation
 
     return evaluation.evaluate(model, real, fake, baseline=baseline, split=split, out=out,
-                               num_resamples=bootstrap, generated=generated, seed=seed)
+                               num_resamples=bootstrap, generated=generated, seed=seed,
+                               fft_peaks=fft_peaks, fft_peaks_augment=fft_peaks_augment)
 
 
 @command

@@ -2,7 +2,8 @@
 
 `python -m keras_forensics.evaluate detector` (see `evaluate`) scores the same patches under three
 conditions -- as they are, JPEG(75)-recompressed and 0.5x-resized -- with the CNN and, in the same
-run, the spectral baseline, per synthetic source against the pooled real patches. Scores go
+run, the spectral baseline and the FFT-peaks baseline (`fft_peaks`, fitted here on the run's train
+split), per synthetic source against the pooled real patches. Scores go
 through `inference.Detector`, the code `detect` uses, so a resized (smaller) patch is up-sampled
 to the model's input exactly as a small image would be.
 """
@@ -137,11 +138,16 @@ def _fake_rows(source, generated: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, num_resamples: int = 1000,
-             generated: int = 1000, seed: int = 0) -> dict:
+             generated: int = 1000, seed: int = 0, fft_peaks: bool = False, fft_peaks_augment: bool = True) -> dict:
     """Score real vs each synthetic source under every condition with the detector and (optionally)
-    the baseline, print a table and write the JSON. Returns {"json": path, "rows": count}."""
+    the spectral baseline and the FFT-peaks baseline, print a table and write the JSON. Returns
+    {"json": path, "rows": count}.
+
+    With `fft_peaks`, the Cardenuto-Mandelli baseline (`detection.fft_peaks`) is fitted on the
+    run's train split of the same sources (with one copy through the run's augmentation when
+    `fft_peaks_augment`) before the `split` patches are scored; it needs a training run.
+    """
     from keras_forensics import config as config_lib
-    from keras_forensics.detection import sources
     from keras_forensics.detection.inference import Detector
 
     if not real or not fake:
@@ -149,6 +155,13 @@ def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, nu
     if split not in ("train", "validation", "test", "all"):
         raise ForensicsError(f"--split must be train, validation, test or all, got {split!r}")
     real, fake = _paths(real), _paths(fake)
+    run_dir = Path(model) if model and (Path(model) / "config.json").is_file() else None
+    if fft_peaks and (run_dir is None or not (run_dir / "split.json").is_file()):
+        raise ForensicsError("--fft_peaks is fitted on a training run's train split: pass --model RUN_DIR "
+                             "(a run dir with config.json and split.json)")
+    if fft_peaks and split in ("train", "all"):
+        raise ForensicsError(f"--fft_peaks is fitted on the train split; evaluate it on --split test or "
+                             f"validation, not {split}")
     detectors = {"cnn": Detector.load(model)}
     if baseline:
         detectors["spectral"] = Detector.load(baseline)
@@ -157,9 +170,8 @@ def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, nu
         raise ForensicsError(f"the models take different patch sizes {sorted(sizes)}; compare models of one size")
     size = sizes.pop()
 
-    run_dir = Path(model) if model and (Path(model) / "config.json").is_file() else None
     settings = dict(real_per_masked_image=2, max_patches_per_image=32, group_by=None, seed=seed)
-    split_groups = None
+    split_groups, trained = None, None
     if run_dir is not None:
         trained = config_lib.load(config_lib.DetectorTrainConfig, run_dir / "config.json")
         settings = dict(real_per_masked_image=trained.real_per_masked_image,
@@ -170,21 +182,22 @@ def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, nu
     elif split != "all":
         logger.warning("--model is not a training run (no split.json): evaluating every patch")
 
-    real_sources = [_split_filter(sources.load_source(p, "real", size, **settings), split_groups, split) for p in real]
-    real_patches = np.concatenate([s.real.patches for s in real_sources if s.real is not None])
-    pooled_real = datasets_patchset(real_patches)
-    fake_sources = []
-    for path in fake:
-        source = _split_filter(sources.load_source(path, "fake", size, demo_real=pooled_real, **settings),
-                               split_groups, split)
-        fake_sources.append(source)
-        if source.real is not None and len(source.real):  # the host patches of a masked set
-            real_patches = np.concatenate([real_patches, source.real.patches])
-    rows = {}
-    for source in fake_sources:
-        rows.update(_fake_rows(source, generated, seed))
+    loaded = _load_sources(real, fake, size, settings)
+    real_patches, rows = _split_patches(loaded, split_groups, split, size, settings, generated, seed)
     if len(rows) > 1:
         rows["all synthetic"] = np.concatenate(list(rows.values()))
+    fitted = None
+    if fft_peaks:
+        from keras_forensics.data.augment import RobustnessAugmenter
+        from keras_forensics.detection.fft_peaks import fit_baseline
+
+        # Different generated patches from the scored ones (seed + 1).
+        train_real, train_rows = _split_patches(loaded, split_groups, "train", size, settings, generated, seed + 1)
+        train_fake = np.concatenate(list(train_rows.values()))
+        augmenter = RobustnessAugmenter(trained.augmentation, size) if fft_peaks_augment else None
+        detectors["fft_peaks"] = fit_baseline(train_real, train_fake, size, augmenter, seed).detector()
+        fitted = {"fitted_on": "train split" + (" + one augmented copy" if fft_peaks_augment else ""),
+                  "n_train_real": int(len(train_real)), "n_train_fake": int(len(train_fake))}
 
     results = []
     for condition in CONDITIONS:
@@ -199,13 +212,45 @@ def evaluate(model, real, fake, baseline=None, split: str = "test", out=None, nu
                 entry[key] = ranking.summary(labels, scores, num_resamples, seed)
             results.append(entry)
     report = {"model": str(model or "saved_models/detector"), "baseline": str(baseline) if baseline else None,
-              "split": split, "patch_size": size, "real": real, "fake": fake,
+              "fft_peaks": fitted, "split": split, "patch_size": size, "real": real, "fake": fake,
               "n_real_patches": int(len(real_patches)), "rows": results}
     print(format_table(results))
     out = Path(out) if out else (run_dir / "evaluation.json" if run_dir else Path("evaluation_detector.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     return {"json": str(out), "rows": len(results)}
+
+
+def _load_sources(real: list[str], fake: list[str], size: int, settings: dict):
+    """(real sources, [(path, fake source or None)]): every source read once. The `upsampling`
+    fakes (None here) are made per split, from that split's real patches."""
+    from keras_forensics.detection import sources
+
+    real_sources = [sources.load_source(p, "real", size, **settings) for p in real]
+    fake_sources = [(p, None if p == sources.UPSAMPLING_FAKES else sources.load_source(p, "fake", size, **settings))
+                    for p in fake]
+    return real_sources, fake_sources
+
+
+def _split_patches(loaded, split_groups, part: str, size: int, settings: dict, generated: int, seed: int):
+    """(real uint8 patches, {row name: fake uint8 patches}) of split `part` of the loaded sources:
+    the real folders' patches and the host patches of masked sets; one row per fake source (or
+    sub-folder), generators sampled with `seed`."""
+    from keras_forensics.detection import sources
+
+    real_sources, fake_sources = loaded
+    real_sources = [_split_filter(s, split_groups, part) for s in real_sources]
+    real_patches = np.concatenate([s.real.patches for s in real_sources if s.real is not None])
+    pooled_real = datasets_patchset(real_patches)
+    rows = {}
+    for path, source in fake_sources:
+        if source is None:
+            source = sources.load_source(path, "fake", size, demo_real=pooled_real, **settings)
+        source = _split_filter(source, split_groups, part)
+        if source.real is not None and len(source.real):  # the host patches of a masked set
+            real_patches = np.concatenate([real_patches, source.real.patches])
+        rows.update(_fake_rows(source, generated, seed))
+    return real_patches, rows
 
 
 def _paths(value) -> list[str]:
@@ -223,7 +268,7 @@ def datasets_patchset(patches: np.ndarray):
 
 def format_table(results) -> str:
     """A Markdown table of `evaluate` rows."""
-    models = [k for k in ("cnn", "spectral") if results and k in results[0]]
+    models = [k for k in ("cnn", "spectral", "fft_peaks") if results and k in results[0]]
     head = ["fake source", "condition", "n real/fake"]
     for key in models:
         head += [f"{key} AUC [95% CI]", f"{key} AP", f"{key} acc@0.5", f"{key} acc@EER"]
