@@ -62,19 +62,24 @@ def serve(**flags):
 
 @command
 def detect(*inputs, out: str | None = None, model: str | None = None, stride: int | None = None,
-           batch_size: int = 256, max_pixels: int | None = None):
+           batch_size: int = 256, max_pixels: int | None = None, in_full: int = 50, progress: bool = True,
+           workers: int = 2):
     """Score images of any size for GAN-made content: INPUT... are image files and folders.
 
     Each image is cut into overlapping patches (stride: a quarter patch by default) scored by the
-    detector; writes OUT/scores.csv (file, p_fake, p_fake_max_patch: the mean and the largest patch
-    score) and OUT/report.html (each image, its p_fake heat map and its spectrum, self-contained).
+    detector, the patches of many images batched together (--batch_size patches per model call;
+    --workers threads decode the files). Writes OUT/scores.csv (file, p_fake, p_fake_max_patch: the
+    mean and the largest patch score; every image) and OUT/report.html (self-contained, under
+    10 MB: a histogram of p_fake, then the --in_full most suspicious images with their p_fake heat
+    map and spectrum). A progress bar on stderr (--noprogress: none).
     --model: a run dir (model.keras) or a SavedModel dir in TF-Serving layout (newest version);
     default saved_models/detector. --max_pixels N: images above N pixels are skipped with a message
     before they are decoded (default 100,000,000).
     """
     from keras_forensics.detection import report
 
-    return report.detect(inputs, out, model=model, stride=stride, batch_size=batch_size, max_pixels=max_pixels)
+    return report.detect(inputs, out, model=model, stride=stride, batch_size=batch_size, max_pixels=max_pixels,
+                         in_full=in_full, progress=progress, workers=workers)
 
 
 @command

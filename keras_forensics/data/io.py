@@ -494,6 +494,77 @@ def list_image_files(root: str | os.PathLike, recursive: bool = True, problems: 
     return sorted(files)
 
 
+def list_inputs(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    *,
+    recursive: bool = True,
+    report: ScanReport | None = None,
+) -> list[Path]:
+    """Every image file of `paths` (files and folders), in order; links that lead to no file are
+    logged as warnings and recorded in `report`. A missing input raises `ImageReadError`."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    report = report if report is not None else ScanReport()
+    files = []
+    for entry in paths:
+        links: list[tuple[str, str]] = []
+        files += list_image_files(entry, recursive=recursive, problems=links)
+        for name, reason in links:
+            logger.warning("skipping %s: %s", name, reason)
+        report.skipped.extend(links)
+    return files
+
+
+def read_images(
+    files: Iterable[Path],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    report: ScanReport | None = None,
+    color: bool = False,
+    workers: int = 1,
+    transform=None,
+) -> Iterator[tuple[Path, object]]:
+    """Yield (path, image) for every readable file of `files`, in order; skip the rest (a warning
+    and an entry in `report` each).
+
+    With `workers` > 1 the files are decoded by that many threads (Pillow and tifffile release the
+    GIL while decoding), at most 4 x workers files ahead of the consumer, so memory stays bounded
+    however many files there are. `transform(image)`, when given, runs in the reading thread too
+    and its result is yielded instead of the image (e.g. cutting an image into patches).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    report = report if report is not None else ScanReport()
+
+    def load(path):
+        try:
+            image = read_image(path, max_pixels=max_pixels, color=color)
+        except ImageReadError as error:
+            return path, None, error
+        return path, (transform(image) if transform is not None else image), None
+
+    def results():
+        if workers <= 1:
+            yield from map(load, files)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            window, pending = 4 * workers, []
+            for path in files:
+                pending.append(pool.submit(load, path))
+                if len(pending) >= window:
+                    yield pending.pop(0).result()
+            for future in pending:
+                yield future.result()
+
+    for path, image, error in results():
+        if error is not None:
+            logger.warning("skipping %s", error)
+            report.skipped.append((display_path(path), error.reason))
+            continue
+        report.read += 1
+        yield path, image
+
+
 def scan_images(
     paths: Iterable[str | os.PathLike] | str | os.PathLike,
     *,
@@ -505,26 +576,15 @@ def scan_images(
     """Yield (path, image) for every readable image in files and folders; skip the rest.
 
     Unreadable files are logged as warnings and recorded in `report` (pass a ScanReport to get
-    the count); no good file is lost because of a bad neighbour.
+    the count); no good file is lost because of a bad neighbour. (`list_inputs` then
+    `read_images`, which can read in threads.)
     """
+    report = report if report is not None else ScanReport()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    report = report if report is not None else ScanReport()
-    for entry in paths:
-        links: list[tuple[str, str]] = []
-        files = list_image_files(entry, recursive=recursive, problems=links)
-        for name, reason in links:
-            logger.warning("skipping %s: %s", name, reason)
-        report.skipped.extend(links)
-        for path in files:
-            try:
-                image = read_image(path, max_pixels=max_pixels, color=color)
-            except ImageReadError as error:
-                logger.warning("skipping %s", error)
-                report.skipped.append((display_path(path), error.reason))
-                continue
-            report.read += 1
-            yield path, image
+    for entry in paths:  # entry by entry, so a missing later input fails after the earlier ones
+        yield from read_images(list_inputs([entry], recursive=recursive, report=report), max_pixels=max_pixels,
+                               report=report, color=color)
 
 
 # ---------------------------------------------------------------------------------------------

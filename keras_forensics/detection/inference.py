@@ -47,6 +47,33 @@ class ImageScore:
     informative: np.ndarray  # [K] bool: the patches textured enough to be judged
 
 
+@dataclasses.dataclass
+class PreparedImage:
+    """An image cut for scoring (`Detector.prepare`): its patches and which of them are judged.
+
+    `shape` is the image's own [H, W]; `fitted_shape` that of the (possibly up-sampled) image the
+    patches [K, S, S, 1] were cut from, rows first (`tiling.patch_corners(*fitted_shape, ...)`).
+    """
+
+    shape: tuple[int, int]
+    fitted_shape: tuple[int, int]
+    patches: np.ndarray
+    informative: np.ndarray  # [K] bool
+
+
+@dataclasses.dataclass
+class StreamScore:
+    """`Detector.score_stream`'s verdict on one image: the aggregates and the patch scores (enough
+    to draw the heat map later with `Detector.heat_map`), without its patches."""
+
+    p_fake: float
+    p_fake_max_patch: float
+    patch_scores: np.ndarray
+    informative: np.ndarray
+    shape: tuple[int, int]
+    fitted_shape: tuple[int, int]
+
+
 def fit_image(image, patch_size: int) -> np.ndarray:
     """Up-sample (bilinear) an [H, W] image whose shorter side is below `patch_size` so that it
     fits exactly; larger images are returned unchanged (`ops.tiling.upsample_to_fit`)."""
@@ -90,6 +117,7 @@ class Detector:
         self._predict = predict
         self.patch_size = int(patch_size)
         self.name = name
+        self._cutters = {}
 
     @classmethod
     def from_keras(cls, model, name: str | None = None) -> "Detector":
@@ -136,6 +164,94 @@ class Detector:
                for i in range(0, len(patches), batch_size)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
+    def _cutter(self, stride: int, min_std: float):
+        """One compiled function per (stride, min_std): image [H, W] -> (patches, informative,
+        fitted shape), with ops.tiling's grid and flat-patch rule; any image size, no retracing."""
+        key = (stride, float(min_std))
+        if key not in self._cutters:
+            size = self.patch_size
+
+            @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+            def cut(image):
+                fitted = tiling.upsample_to_fit(image[..., None], size)
+                patches = tiling.tile_patches(fitted, size, stride)
+                return patches, tiling.informative_patches(patches, min_std), tf.shape(fitted)[:2]
+
+            self._cutters[key] = cut
+        return self._cutters[key]
+
+    def prepare(self, image, stride: int | None = None, min_std: float = FLAT_PATCH_STD) -> PreparedImage:
+        """Cut an [H, W] float image in [0, 1] into the patches `score` scores (thread-safe: the
+        `detect` command runs it in its reading threads)."""
+        image = np.asarray(image, np.float32)
+        if image.ndim != 2 or min(image.shape) < 1:
+            raise ForensicsError(f"expected a 2-D grayscale image, got shape {image.shape}")
+        stride = int(stride or tiling.default_stride(self.patch_size))
+        patches, informative, fitted_shape = self._cutter(stride, min_std)(tf.constant(image))
+        return PreparedImage(tuple(image.shape), tuple(int(v) for v in fitted_shape.numpy()), patches.numpy(),
+                             informative.numpy())
+
+    def score_stream(self, prepared, batch_size: int = 256):
+        """Score many images, batching the patches of consecutive images into model calls of
+        `batch_size` patches: (key, PreparedImage) pairs in, (key, StreamScore) out, in order, each
+        as soon as its last patch is scored. The aggregates are ops.tiling's rule
+        (`aggregate_image_scores`), so they equal `score`'s."""
+        waiting = []  # (key, PreparedImage) whose patches are not all scored yet
+        queued, scores, done = [], [], 0  # patch arrays not yet scored; scores of `waiting`'s patches
+
+        def run(final: bool):
+            nonlocal queued
+            patches = np.concatenate(queued) if len(queued) > 1 else queued[0]
+            cut = len(patches) if final else len(patches) // batch_size * batch_size
+            for start in range(0, cut, batch_size):
+                scores.append(self.predict_patches(patches[start:start + batch_size], batch_size))
+            queued = [patches[cut:]] if cut < len(patches) else []
+
+        def finished():
+            nonlocal scores, waiting
+            flat = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+            count, total = 0, 0
+            for _, item in waiting:
+                if total + len(item.patches) > len(flat):
+                    break
+                total += len(item.patches)
+                count += 1
+            if not count:
+                return []
+            complete, waiting = waiting[:count], waiting[count:]
+            sizes = [len(item.patches) for _, item in complete]
+            informative = np.concatenate([item.informative for _, item in complete])
+            ids = np.repeat(np.arange(count, dtype=np.int32), sizes)
+            means, maxima = (v.numpy() for v in tiling.aggregate_image_scores(flat[:total], informative, ids, count))
+            scores = [flat[total:]]
+            out, start = [], 0
+            for index, ((key, item), size) in enumerate(zip(complete, sizes)):
+                out.append((key, StreamScore(float(means[index]), float(maxima[index]), flat[start:start + size],
+                                             item.informative, item.shape, item.fitted_shape)))
+                start += size
+            return out
+
+        for key, item in prepared:
+            waiting.append((key, item))
+            queued.append(item.patches)
+            done += len(item.patches)
+            if done >= batch_size:
+                run(final=False)
+                done = sum(map(len, queued))
+                yield from finished()
+        if queued:
+            run(final=True)
+        yield from finished()
+
+    def heat_map(self, verdict: "StreamScore", stride: int | None = None) -> np.ndarray:
+        """The p_fake heat map [H, W] of an image scored by `score_stream` (what `score` gives)."""
+        stride = int(stride or tiling.default_stride(self.patch_size))
+        corners = tiling.patch_corners(*verdict.fitted_shape, self.patch_size, stride)
+        heat = heat_map(verdict.fitted_shape, corners, verdict.patch_scores, self.patch_size, verdict.informative)
+        if verdict.fitted_shape != verdict.shape:
+            heat = tf.image.resize(heat[None, ..., None], verdict.shape, method="bilinear").numpy()[0, ..., 0]
+        return heat
+
     def score(self, image, stride: int | None = None, batch_size: int = 256,
               min_std: float = FLAT_PATCH_STD) -> ImageScore:
         """Score an [H, W] float image in [0, 1] of any size (see the module docstring).
@@ -145,19 +261,12 @@ class Detector:
         left out of the aggregates and the heat map too, unless every patch is that flat. The grid
         and this rule are ops.tiling's, which the `classify_bytes` serving signature runs too.
         """
-        image = np.asarray(image, np.float32)
-        if image.ndim != 2 or min(image.shape) < 1:
-            raise ForensicsError(f"expected a 2-D grayscale image, got shape {image.shape}")
+        prepared = self.prepare(image, stride, min_std)
         stride = int(stride or tiling.default_stride(self.patch_size))
-        fitted = tiling.upsample_to_fit(image[..., None], self.patch_size)
-        corners = tiling.patch_corners(int(fitted.shape[0]), int(fitted.shape[1]), self.patch_size, stride)
-        patches = tiling.tile_patches(fitted, self.patch_size, stride)
-        scores = self.predict_patches(patches.numpy(), batch_size)
-        informative = tiling.informative_patches(patches, min_std)
+        corners = tiling.patch_corners(*prepared.fitted_shape, self.patch_size, stride)
+        scores = self.predict_patches(prepared.patches, batch_size)
+        informative = prepared.informative
         p_fake, p_fake_max_patch = (float(v) for v in tiling.aggregate_patch_scores(scores, informative))
-        informative = informative.numpy()
-        fitted = fitted.numpy()[..., 0]
-        heat = heat_map(fitted.shape, corners, scores, self.patch_size, informative)
-        if fitted.shape != image.shape:
-            heat = tf.image.resize(heat[None, ..., None], image.shape, method="bilinear").numpy()[0, ..., 0]
-        return ImageScore(p_fake, p_fake_max_patch, heat, scores, corners, fitted.shape, informative)
+        verdict = StreamScore(p_fake, p_fake_max_patch, scores, informative, prepared.shape, prepared.fitted_shape)
+        return ImageScore(p_fake, p_fake_max_patch, self.heat_map(verdict, stride), scores, corners,
+                          prepared.fitted_shape, informative)

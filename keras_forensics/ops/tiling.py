@@ -10,7 +10,9 @@ the CLI and TF-Serving score an image on the same patches.
 verdict: patches flatter than `FLAT_PATCH_STD` (empty or saturated background, which carry no
 trace to judge and are left out of training) are ignored unless every patch is that flat; the
 image's p_fake is the mean, p_fake_max_patch the maximum, of the remaining patch scores. The same
-TF ops run eagerly in the CLI and in the graph of the exported SavedModel.
+TF ops run eagerly in the CLI and in the graph of the exported SavedModel;
+`aggregate_image_scores` is the same rule for a batch of images at once (segment ops), which
+`detect` uses when it scores patches of many images in one model call.
 """
 
 from __future__ import annotations
@@ -90,3 +92,17 @@ def aggregate_patch_scores(scores, informative):
     """(p_fake, p_fake_max_patch): the mean and the maximum of the informative patches' [N] scores."""
     judged = tf.boolean_mask(tf.cast(scores, tf.float32), informative)
     return tf.reduce_mean(judged), tf.reduce_max(judged)
+
+
+def aggregate_image_scores(scores, informative, image_ids, num_images):
+    """`aggregate_patch_scores` of many images at once: [N] patch scores, [N] informative flags
+    and [N] int32 image ids (0 <= id < num_images, every image with at least one informative
+    patch, as `informative_patches` guarantees) -> (p_fake [num_images], p_fake_max_patch
+    [num_images]). The same rule, as segment ops: one call per batch of images, not per image."""
+    scores = tf.cast(scores, tf.float32)
+    informative = tf.cast(informative, tf.bool)
+    judged = tf.boolean_mask(scores, informative)
+    ids = tf.boolean_mask(tf.cast(image_ids, tf.int32), informative)
+    total = tf.math.unsorted_segment_sum(judged, ids, num_images)
+    count = tf.math.unsorted_segment_sum(tf.ones_like(judged), ids, num_images)
+    return total / count, tf.math.unsorted_segment_max(judged, ids, num_images)

@@ -36,15 +36,14 @@ report.html, pairs.csv and the crops of panels/; nothing else in it is touched.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io as _io
 import re
 from pathlib import Path
 
 import numpy as np
 
+from keras_forensics.data import pictures
 from keras_forensics.screening import groups as groups_lib
 from keras_forensics.screening.scoring import REUSE_SCORE
 
@@ -60,7 +59,7 @@ MAX_REPORT_BYTES = 10_000_000
 HEATMAP_MAX_PANELS = 150
 #: Thumbnails' longer side, in CSS pixels: they are encoded at the size they are shown.
 THUMBNAIL_SIDE = 200
-JPEG_QUALITY = 85
+JPEG_QUALITY = pictures.JPEG_QUALITY
 
 
 def write(out, result, scorer=None, progress: bool = False, groups_in_full: int = GROUPS_IN_FULL,
@@ -163,21 +162,8 @@ def write_pairs_csv(path, result, names: dict, groups=None) -> Path:
 
 
 def _thumbnail(image: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> tuple[str, int, int]:
-    """[H, W] float in [0, 1] or [H, W, 3] uint8 RGB -> (JPEG data URI, width, height), shrunk to
-    at most max_side: the picture is encoded at the size the page shows it."""
-    import cv2
-
-    if image.dtype != np.uint8:
-        image = np.clip(np.round(np.asarray(image, np.float32) * 255), 0, 255).astype(np.uint8)
-    height, width = image.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    if scale < 1.0:
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    if image.ndim == 3:
-        image = image[..., ::-1]  # OpenCV writes BGR
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii"), width, height
+    """(JPEG data URI, width, height) of a panel, at most max_side: encoded at the size shown."""
+    return pictures.jpeg_thumbnail(image, max_side, JPEG_QUALITY)
 
 
 def _figure(image, caption: str, css_class: str) -> str:
@@ -209,10 +195,7 @@ def heatmap_data_uri(vectors: np.ndarray, labels: list[str], metric: str = "l1",
         axes.set_ylabel("panel number")
     axes.set_title("Siamese p_same of every pair of panels")
     figure.tight_layout()
-    buffer = _io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return pictures.figure_png(figure)
 
 
 _STYLE = """
@@ -261,10 +244,6 @@ def _relations_html(records) -> str:
     return "".join(f' <span class="relation {k}">{v} {k}</span>' for k, v in sorted(counts.items()))
 
 
-def _size(text: str) -> int:
-    return len(text.encode("utf-8"))
-
-
 def render_html(result, names: dict, scorer=None, progress: bool = False, groups_in_full: int = GROUPS_IN_FULL,
                 max_explained: int = MAX_EXPLAINED, max_bytes: int = MAX_REPORT_BYTES, groups=None) -> str:
     """The report page (see the module docstring); `groups` are computed when not given."""
@@ -291,7 +270,7 @@ def render_html(result, names: dict, scorer=None, progress: bool = False, groups
     tail = [_heatmap_html(result, confirmed), "</body></html>"]
     rows = {group.number: _group_row_html(group, names) for group in groups}
     # The budget left for the cards, counting every group's table row as if all were tabled.
-    budget = max_bytes - sum(_size(p) + 1 for p in head + tail) - sum(map(_size, rows.values())) - 4096
+    budget = max_bytes - sum(pictures.size(p) + 1 for p in head + tail) - sum(map(pictures.size, rows.values())) - 4096
     cards, tabled, reduced = [], [], []
     level = "full"
     explained = 0
@@ -300,7 +279,7 @@ def render_html(result, names: dict, scorer=None, progress: bool = False, groups
         while group.number <= groups_in_full and level != "table" and card is None:
             explain = scorer if level == "full" else None
             card = _group_html(group, names, explain, max_explained - explained, pictures=level == "full")
-            if _size(card) + 1 > budget:
+            if pictures.size(card) + 1 > budget:
                 card = None
                 level = "pictures dropped" if level == "full" else "table"
         if card is None:
@@ -308,7 +287,7 @@ def render_html(result, names: dict, scorer=None, progress: bool = False, groups
             if group.number <= groups_in_full:
                 reduced.append(group.number)
             continue
-        budget -= _size(card) + 1
+        budget -= pictures.size(card) + 1
         if level != "full":
             reduced.append(group.number)
         explained += _explained(group, scorer, max_explained - explained) if level == "full" else 0

@@ -210,7 +210,9 @@ def test_detect_writes_scores_csv_and_report(trained_detector, tmp_path):
     assert rows["fake.png"][1] > 0.5 > rows["real.png"][1]
     assert all(0 <= p <= m <= 1 for p, m in rows.values())
     page = (tmp_path / "out" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 * 2 and "broken.png" in page and "<svg" in page
+    # Per image a JPEG of it, of its heat map and of its spectrum; one PNG histogram of p_fake.
+    assert page.count("data:image/jpeg;base64,") == 3 * 2 and page.count("data:image/png;base64,") == 1
+    assert "broken.png" in page and page.count("<svg") == 2
 
 
 def test_detect_errors_are_one_line(tmp_path, capsys):
