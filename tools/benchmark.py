@@ -6,6 +6,7 @@ same process, and their ratio (absolute times on shared machines mean little; ra
     python tools/benchmark.py screen-accuracy --folder REAL_TEST --calibration_folder REAL_VAL [--model M]
     python tools/benchmark.py archive [--n 1000,10000] [--model M] [--split_json RUN/split.json] [--index_n 100000]
     python tools/benchmark.py detect [--model RUN_DIR|saved_models/detector] [--batch_size 256]
+    python tools/benchmark.py detect-files [--n 14000] [--reference_n 300] [--model saved_models/detector]
     python tools/benchmark.py serve [--model_dir runs/siamese/shipped] [--seconds 6] [--clients 1,8,32]
 """
 
@@ -173,6 +174,98 @@ def detect(model: str | None = None, batch_size: int = 256, image_size: int = 51
         "score_image_patches_per_s": round(end_to_end, 1),
         "score_images_per_s": round(end_to_end / len(verdict.patch_scores), 3),
     })
+
+
+def detect_files(n: int = 14000, reference_n: int = 300, model: str | None = None, min_side: int = 64,
+                 max_side: int = 128, batch_size: int = 256, workers: int = 2, folder: str | None = None,
+                 seed: int = 0):
+    """`detect` end to end on N small files (issue 15: 14,000 in at most 2 min on 2 cores).
+
+    Writes N PNGs of min_side..max_side px a side (crops of ../shared/data/western_blots, or random
+    textures without it) to --folder (default: a temporary folder, removed afterwards), then times
+    the `detect` command's function on all of them (the model loaded once beforehand, for every
+    timing): files/s, total seconds, the report's size. The
+    references, in the same process: the per-file path `detect` had before (tools/
+    detect_benchmarks.py) on the first --reference_n files (0: skip), and the model alone on
+    patches (its batched patches/s, so total patches / that rate is the floor any batching can
+    reach with this model). --model default: saved_models/detector (the newest version).
+    """
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from detect_benchmarks import reference_detect, small_files
+    from keras_forensics.detection import report
+    from keras_forensics.detection.inference import Detector
+
+    work = Path(tempfile.mkdtemp(prefix="detect_files_"))
+    images = Path(folder) if folder else work / "images"
+    try:
+        made = small_files(images, n, min_side, max_side, seed)
+        detector = Detector.load(model)
+        files = sorted(images.rglob("*.png"))
+        detector.score(np.zeros((max_side, max_side), np.float32))  # load and trace once, outside the timings
+
+        started = time.perf_counter()
+        result = report.detect([str(images)], str(work / "out"), model=detector, batch_size=batch_size,
+                               workers=workers, progress=False)
+        seconds = time.perf_counter() - started
+        per_shape = {}
+        for shape in _shapes(files):
+            if shape not in per_shape:
+                per_shape[shape] = len(detector.prepare(np.zeros(shape, np.float32)).patches)
+        patches = sum(per_shape[shape] for shape in _shapes(files))
+        probe = np.random.default_rng(seed).random((batch_size, detector.patch_size, detector.patch_size, 1))
+        model_rate = _rate(lambda: len(detector.predict_patches(probe.astype(np.float32), batch_size)))
+        out = {
+            "benchmark": "detect-files",
+            "model": detector.name,
+            "cpu_count": os.cpu_count(),
+            **made,
+            "patches": patches,
+            "patches_per_file": round(patches / n, 2),
+            "batch_size": batch_size,
+            "workers": workers,
+            "seconds": round(seconds, 1),
+            "files_per_s": round(n / seconds, 1),
+            "report_bytes": Path(result["report"]).stat().st_size,
+            "model_only_patches_per_s": round(model_rate, 1),
+            "model_bound_seconds": round(patches / model_rate, 1),
+            "target": "14,000 files in <= 120 s",
+        }
+        if reference_n:
+            subset = work / "subset"
+            for path in files[:reference_n]:
+                target = subset / path.relative_to(images)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            started = time.perf_counter()
+            reference_detect([str(subset)], work / "reference_out", detector, batch_size=batch_size)
+            reference = time.perf_counter() - started
+            started = time.perf_counter()
+            report.detect([str(subset)], str(work / "subset_out"), model=detector, batch_size=batch_size,
+                          workers=workers, progress=False)
+            batched = time.perf_counter() - started
+            out.update({
+                "reference_files": reference_n,
+                "reference_per_file_files_per_s": round(reference_n / reference, 2),
+                "batched_same_files_files_per_s": round(reference_n / batched, 2),
+                "ratio_same_files": round(reference / batched, 2),
+                "reference_report_bytes": (work / "reference_out" / "report.html").stat().st_size,
+            })
+        return _emit(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _shapes(files):
+    """[H, W] of each PNG, read from its header only."""
+    from PIL import Image
+
+    for path in files:
+        with Image.open(path) as image:
+            yield image.height, image.width
 
 
 def _sizes(n) -> list[int]:
@@ -545,4 +638,4 @@ if __name__ == "__main__":
     import fire
 
     fire.Fire({"pipeline": pipeline, "train": train, "embed": embed, "screen": screen,
-               "screen-accuracy": screen_accuracy, "archive": archive, "detect": detect, "serve": serve})
+               "screen-accuracy": screen_accuracy, "archive": archive, "detect": detect, "detect-files": detect_files, "serve": serve})

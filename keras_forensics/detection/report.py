@@ -224,8 +224,8 @@ def detect(inputs, out, model=None, stride: int | None = None, batch_size: int =
            max_pixels: int | None = None, in_full: int = IN_FULL, progress: bool = True, workers: int = 2,
            max_bytes: int = MAX_REPORT_BYTES) -> dict:
     """Score every image of `inputs` (files and folders, recursive) and write OUT/scores.csv and
-    OUT/report.html (the `in_full` most suspicious images in full). Returns their paths and the
-    counts. Images above `max_pixels` (default `io.DEFAULT_MAX_PIXELS`) are skipped unread;
+    OUT/report.html (the `in_full` most suspicious images in full). `model` is a path for
+    `Detector.load` or a loaded `Detector`. Returns their paths and the counts. Images above `max_pixels` (default `io.DEFAULT_MAX_PIXELS`) are skipped unread;
     `workers` threads decode and cut the files."""
     from tqdm.auto import tqdm
 
@@ -241,7 +241,7 @@ def detect(inputs, out, model=None, stride: int | None = None, batch_size: int =
     out = io.check_output_folder(out)  # before the model loads and any image is scored
     report = io.ScanReport()
     files = io.list_inputs(list(inputs), report=report)
-    detector = Detector.load(model)
+    detector = model if isinstance(model, Detector) else Detector.load(model)
     out.mkdir(parents=True, exist_ok=True)
     unlisted = len(report.skipped)  # broken links, found while listing
     prepared = io.read_images(files, max_pixels=max_pixels, report=report, workers=workers,
