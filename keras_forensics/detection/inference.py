@@ -8,6 +8,10 @@ patches (empty or saturated background, std < 0.02) are not judged, as in traini
 p_fake heat map gives every pixel the mean p_fake of the patches covering it, computed with a
 2-D difference array (no loop over patches).
 
+`Detector.score_stream` scores many images at once: their patches (cut by `Detector.prepare`, one
+compiled function for any image size) share model calls of `batch_size` patches, and each image's
+aggregates come out as its last patch is scored, equal to `score`'s (the `detect` command).
+
 `Detector.load` accepts a run dir (its model.keras), a .keras file, or a SavedModel in TF-Serving
 layout (`saved_models/detector/<version>/`: the newest numeric version; signature
 `serving_default`, input images [B, S, S, 1], output p_fake).
