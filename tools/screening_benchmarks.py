@@ -682,16 +682,24 @@ def archive_screen(screener, folder, rows, first, second, workspace) -> tuple[di
         result = screener.screen([Path(folder) / "panels"], out=report)
         wall = time.perf_counter() - start
     shutil.rmtree(report, ignore_errors=True)
-    if len(result.panels) != len(rows) or result.problems:
-        raise RuntimeError(f"the screen read {len(result.panels)} of {len(rows)} panels: {result.problems[:3]}")
+    # A byte-identical copy is not embedded again: the screen reports it as an identical file.
+    twins = [r for r in result if r.relation == "identical-file"]
+    if len(result.panels) + len(twins) != len(rows) or result.problems:
+        raise RuntimeError(f"the screen read {len(result.panels)} of {len(rows)} panels "
+                           f"({len(twins)} identical files): {result.problems[:3]}")
+    position = {row["file"]: number for number, row in enumerate(rows)}
+
+    def row_of(panel) -> int:
+        return position[Path(panel.file).name]
+
     order = _rows_of(result.panels, rows)
-    vectors = np.empty_like(result.vectors)
+    vectors = np.zeros((len(rows),) + result.vectors.shape[1:], result.vectors.dtype)
     vectors[order] = result.vectors
+    for twin in twins:  # the copy's embedding is its original's
+        vectors[row_of(twin.b)] = vectors[row_of(twin.a)]
     truth = set(zip(first.tolist(), second.tolist()))
-    row_of = {id(panel): int(number) for panel, number in zip(result.panels, order)}
     reported = [r for r in result if r.same]  # the screen's decision (report.SUSPECT_SCORE)
-    hits = sum((min(row_of[id(r.a)], row_of[id(r.b)]), max(row_of[id(r.a)], row_of[id(r.b)])) in truth
-               for r in reported)
+    hits = sum((min(row_of(r.a), row_of(r.b)), max(row_of(r.a), row_of(r.b))) in truth for r in reported)
     verified = sum(r.inliers is not None for r in result)
     count = len(rows)
     return {
