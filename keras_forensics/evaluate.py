@@ -69,8 +69,9 @@ def wgan(model: str = "saved_models/wgan", data: str | None = None, n: int = 512
     real-vs-real floor: the sliced Wasserstein distance (Karras et al. 2018, x 1e3, per Laplacian
     level and mean), the spectral distance (RMS of the mean log10 power spectra), the two-sample
     AUC (a fresh classifier with the detector's architecture trained --two_sample_steps steps to
-    tell held-out real tiles from generated ones, --folds-fold cross-validated by source blot;
-    0.5 = indistinguishable; --notwo_sample skips it) and the memorisation ratio (median distance
+    tell held-out real tiles from generated ones, --folds-fold cross-validated by source blot and
+    learning "real" from the training tiles too; 0.5 = indistinguishable; --notwo_sample skips it)
+    and the memorisation ratio (median distance
     of each generated tile to its nearest training tile, 32x32 area means, over the same for
     held-out real tiles; >= 1 = no copying); plus the 8 and 16 px periodic spectral peaks and the
     realism targets. Prints the table to stderr and the JSON to stdout, and writes the JSON to

@@ -7,8 +7,11 @@ images in place of the generated ones: what a perfect generator would score with
   2018) against held-out real tiles; `swd_vs_floor` is its ratio to the floor;
 * spectral_distance: RMS difference of the mean log10 power spectra (decades);
   `spectral_distance_vs_floor`;
-* two_sample_auc: a fresh classifier with the detector's architecture, cross-validated
-  (`evaluation.two_sample`), telling held-out real tiles from generated ones; 0.5 = it cannot;
+* two_sample_auc: a fresh classifier with the detector's architecture, cross-validated by
+  source blot (`evaluation.two_sample`), telling held-out real tiles from generated ones, that
+  also learns "real" from the training tiles; 0.5 = it cannot. Its floor puts other real tiles
+  (half the training groups and the validation groups) in place of the generated ones
+  (`two_sample_floor`);
 * memorisation_ratio: the generated tiles' median distance to their nearest training tile over
   the held-out real tiles' (`metrics.memorisation`); >= about 1 = no copying. Its floor puts
   the validation tiles (real, not trained on) in place of the generated ones.
@@ -53,13 +56,48 @@ def _sample(patchset, count: int, rng, to_images, index=None):
     return to_images(patchset.patches[index]), patchset.groups[index], index
 
 
-def realism_figures(real, fake, real_groups=None, reference=None, reference_groups=None, train=None,
-                    validation=None, seed: int = 0, two_sample: bool = True,
+def _unit(patches: np.ndarray) -> np.ndarray:
+    """Patches of any type -> float32 [N, S, S, C] in [0, 1]."""
+    images = np.asarray(patches)
+    if np.issubdtype(images.dtype, np.integer):
+        images = images.astype(np.float32) / np.float32(np.iinfo(images.dtype).max)
+    images = images.astype(np.float32, copy=False)
+    return images[..., None] if images.ndim == 3 else images
+
+
+def two_sample_floor(real, real_groups, train, train_groups, validation, validation_groups, count: int,
+                     options: TwoSampleOptions | None, seed: int) -> dict | None:
+    """The two-sample AUC of held-out real tiles against other real tiles, under the protocol
+    the generated ones get: the training groups are split in two halves at random; one half
+    joins "real" (as all the training tiles do for the generated set), and `count` tiles drawn
+    from the other half and the validation tiles stand in for a perfect generator's samples --
+    real blots, many of them, never shown as "real". None with fewer than two training groups.
+    (The validation tiles alone are three blots: a classifier then learns those three, and the
+    AUC swings far from 0.5 with which blot a fold holds; measured 0.09 for saved_models/wgan/1.)"""
+    names = np.unique(train_groups)
+    if len(names) < 2:
+        return None
+    rng = np.random.default_rng(seed + 5)
+    in_first = np.isin(train_groups, rng.permutation(names)[:len(names) // 2])
+    pool_images, pool_groups = [_unit(train[~in_first])], [np.asarray(train_groups)[~in_first]]
+    if validation is not None and len(validation):
+        pool_images.append(_unit(validation))
+        pool_groups.append(np.asarray(validation_groups) + int(names.max()) + 1)
+    pool, groups = np.concatenate(pool_images), np.concatenate(pool_groups)
+    chosen = np.sort(rng.choice(len(pool), min(count, len(pool)), replace=False))
+    return two_sample_auc(real, pool[chosen], real_groups, groups[chosen], options, seed,
+                          first_extra=train[in_first])
+
+
+def realism_figures(real, fake, real_groups=None, reference=None, train=None, train_groups=None, validation=None,
+                    validation_groups=None, seed: int = 0, two_sample: bool = True,
                     options: TwoSampleOptions | None = None, memorisation_size: int = 32) -> dict:
-    """The four figures of `fake` against held-out `real` images (and the floors where the
-    second real set `reference`, the training tiles `train` and the unseen `validation` tiles
-    are given), the periodic peaks, and the targets. Images [N, S, S, C] in [0, 1]; `train` may
-    be uint8 / uint16 patches."""
+    """The four figures of `fake` against held-out `real` images, the periodic peaks, and the
+    targets; with the floors where the second real set `reference` (SWD, spectral distance),
+    the training tiles `train` with their groups and the unseen `validation` tiles (two-sample
+    AUC, `two_sample_floor`; memorisation) are given. The two-sample classifier also learns
+    "real" from `train` (never scored; see `two_sample_auc`). Images [N, S, S, C] in [0, 1];
+    `train` may be uint8 / uint16 patches."""
     result = dict(gan_quality.compare(real, fake, reference=reference, seed=seed))
     if reference is not None:
         result["swd_vs_floor"] = result["swd"] / result["swd_real_reference"]
@@ -70,9 +108,12 @@ def realism_figures(real, fake, real_groups=None, reference=None, reference_grou
             result[f"periodic_peak_{period}_real"] = gan_quality.periodic_peak(real, period)
     if two_sample:
         started = time.perf_counter()
-        result.update(two_sample_auc(real, fake, real_groups, None, options, seed))
-        if reference is not None:
-            floor = two_sample_auc(real, reference, real_groups, reference_groups, options, seed)
+        result.update(two_sample_auc(real, fake, real_groups, None, options, seed, first_extra=train))
+        floor = None
+        if train is not None and train_groups is not None:
+            floor = two_sample_floor(real, real_groups, train, train_groups, validation, validation_groups,
+                                     len(fake), options, seed)
+        if floor is not None:
             result["two_sample_auc_real_reference"] = floor["two_sample_auc"]
             result["two_sample_auc_folds_real_reference"] = floor["two_sample_auc_folds"]
         result["two_sample_seconds"] = round(time.perf_counter() - started, 1)
@@ -153,7 +194,8 @@ def _default_out(model, name: str) -> Path:
 def evaluate_wgan(model, data: tuple[str, ...] | None = None, n: int = 512, seed: int = 0, out=None,
                   batch_size: int = 64, two_sample: bool = True, options: TwoSampleOptions | None = None,
                   memorisation_size: int = 32) -> dict:
-    """The realism figures of `n` generated blots against held-out real blots (module docstring).
+    """The realism figures of `n` generated blots against held-out real blots (module docstring;
+    SWD and spectral distance use as many of each as the smaller set has).
 
     The real blots are the generator's own held-out test groups (rebuilt from generator.json and
     its training data folder), or every tile of --data folders (then without floors or the
@@ -167,19 +209,20 @@ def evaluate_wgan(model, data: tuple[str, ...] | None = None, n: int = 512, seed
     sets = trainer.real_blot_sets(loaded.info, tuple(data) if data else None)
     rng = np.random.default_rng(seed)
     real, real_groups, _ = _sample(sets["held_out"], n, rng, trainer.as_model_images)
-    reference = reference_groups = None
+    reference = validation = validation_groups = None
     if sets["others"] is not None:
-        reference, reference_groups, _ = _sample(sets["others"], len(real), rng, trainer.as_model_images)
-    validation = None
+        reference, _, _ = _sample(sets["others"], len(real), rng, trainer.as_model_images)
     if sets["validation"] is not None:
-        validation, _, _ = _sample(sets["validation"], len(real), rng, trainer.as_model_images)
-    noise = trainer.sample_noise(len(real), int(loaded.info["latent_dim"]), seed + 1)
+        validation, validation_groups, _ = _sample(sets["validation"], n, rng, trainer.as_model_images)
+    noise = trainer.sample_noise(n, int(loaded.info["latent_dim"]), seed + 1)
     fake = np.concatenate([loaded.sample(noise[start:start + batch_size])
                            for start in range(0, len(noise), batch_size)])
     started = time.perf_counter()
-    train = sets["train"].patches if sets["train"] is not None else None
-    result = realism_figures(real, fake, real_groups, reference, reference_groups, train, validation, seed,
-                             two_sample, options, memorisation_size)
+    train = train_groups = None
+    if sets["train"] is not None:
+        train, train_groups = sets["train"].patches, sets["train"].groups
+    result = realism_figures(real, fake, real_groups, reference, train, train_groups, validation, validation_groups,
+                             seed, two_sample, options, memorisation_size)
     result.update({"real_images": len(real), "generated_images": len(fake), "model": str(loaded.source),
                    "train_tiles": None if train is None else len(train),
                    "seconds": round(time.perf_counter() - started, 2)})
@@ -207,8 +250,8 @@ def evaluate_cyclegan(model, n: int = 256, seed: int = 0, out=None, batch_size: 
     # With B made from A, the same tiles of both: test_b[i] is the known answer for test_a[i].
     test_b, groups_b, _ = _sample(parts["b"]["test"], n, rng, to_images, index if paired else None)
     others_b = parts["b"]["train"].concatenate(parts["b"]["validation"])
-    reference_b, reference_groups, _ = _sample(others_b, len(test_b), rng, to_images)
-    validation_b, _, _ = _sample(parts["b"]["validation"], len(test_b), rng, to_images)
+    reference_b, _, _ = _sample(others_b, len(test_b), rng, to_images)
+    validation_b, validation_groups, _ = _sample(parts["b"]["validation"], n, rng, to_images)
     train_b = trainer.center_crop(parts["b"]["train"].patches, size)  # stays uint: memorisation converts in batches
 
     def translate(images, direction):
@@ -219,8 +262,9 @@ def evaluate_cyclegan(model, n: int = 256, seed: int = 0, out=None, batch_size: 
     back_a, back_b = translate(fake_b, "b_to_a"), translate(fake_a, "a_to_b")
     started = time.perf_counter()
     count = min(len(test_b), len(fake_b))
-    result = realism_figures(test_b[:count], fake_b[:count], groups_b[:count], reference_b, reference_groups,
-                             train_b, validation_b, seed, two_sample, options, memorisation_size)
+    result = realism_figures(test_b[:count], fake_b[:count], groups_b[:count], reference_b, train_b,
+                             parts["b"]["train"].groups, validation_b, validation_groups, seed, two_sample, options,
+                             memorisation_size)
     backwards = gan_quality.compare(test_a, fake_a, seed=seed)
     cycle_a, cycle_b = float(np.mean(np.abs(back_a - test_a))), float(np.mean(np.abs(back_b - test_b)))
     result.update({"direction": "a_to_b", "swd_b_to_a": backwards["swd"],

@@ -37,10 +37,15 @@ def test_two_samples_of_one_distribution_give_about_one_half(blots):
 
 
 def test_clearly_different_samples_give_about_one(blots):
+    from keras_forensics.data.blots import quantize
+
     first, second = blots
     grainy = np.clip(second + np.random.default_rng(0).normal(0, 0.1, second.shape), 0, 1)
-    result = two_sample_auc(first, grainy, first_groups=np.arange(48) % 6, options=TINY)
+    # Six held-out images, and training images of their kind (stored as uint8) to learn them from.
+    extra = quantize(render_blots(48, 32, seed=2), 8)
+    result = two_sample_auc(first[:6], grainy, first_groups=np.arange(6) % 3, options=TINY, first_extra=extra)
     assert result["two_sample_auc"] > 0.9 and result["two_sample_folds_by"] == "group/random"
+    assert result["two_sample_images"] == [6, 48] and result["two_sample_extra_images"] == 48
 
 
 def test_too_few_images_or_mismatched_shapes_are_one_clear_error(blots):
