@@ -201,8 +201,9 @@ def check_direction(direction: str) -> None:
 
 
 def _keras_functions(kind: str, model) -> dict:
-    if kind == "wgan":
-        return {"serving_default": lambda noise: {"images": model.generator(noise, training=False)}}
+    if kind == "wgan":  # the moving average of the generator's weights, if the run kept one
+        generator = getattr(model, "sampling_generator", model.generator)
+        return {"serving_default": lambda noise: {"images": generator(noise, training=False)}}
     return {"a_to_b": lambda images: {"images": model.generator_ab(images, training=False)},
             "b_to_a": lambda images: {"images": model.generator_ba(images, training=False)}}
 

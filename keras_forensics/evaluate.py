@@ -12,7 +12,7 @@ def command(function):
     return function
 
 
-# One block per model kind below (siamese, detector, wgan).
+# One block per model kind below (siamese, detector, wgan, cyclegan).
 
 
 @command
@@ -64,23 +64,57 @@ def detector(model: str | None = None, real=None, fake=None, baseline: str | Non
 
 @command
 def wgan(model: str = "saved_models/wgan", data: str | None = None, n: int = 512, seed: int = 0,
-         out: str | None = None):
-    """Sliced Wasserstein distance (Karras et al. 2018, x 1e3, per Laplacian level and mean) and
-    spectral distance (RMS of the mean log10 power spectra) of N generated blots against held-out
-    real blots; prints JSON and writes it to --out (default: evaluation.json in a run folder, else
-    wgan_evaluation.json).
+         out: str | None = None, two_sample: bool = True, two_sample_steps: int = 300, folds: int = 3):
+    """How real N generated blots are, against held-out real blots, each figure beside its
+    real-vs-real floor: the sliced Wasserstein distance (Karras et al. 2018, x 1e3, per Laplacian
+    level and mean), the spectral distance (RMS of the mean log10 power spectra), the two-sample
+    AUC (a fresh classifier with the detector's architecture trained --two_sample_steps steps to
+    tell held-out real tiles from generated ones, --folds-fold cross-validated by source blot and
+    learning "real" from the training tiles too; 0.5 = indistinguishable; --notwo_sample skips it)
+    and the memorisation ratio (median distance
+    of each generated tile to its nearest training tile, 32x32 area means, over the same for
+    held-out real tiles; >= 1 = no copying); plus the 8 and 16 px periodic spectral peaks and the
+    realism targets. Prints the table to stderr and the JSON to stdout, and writes the JSON to
+    --out (default: evaluation.json in a run folder, else wgan_evaluation.json) beside two
+    pictures: real above generated, and real and generated in random order (its key in the JSON).
 
     --model: a SavedModel folder (saved_models/wgan) or a training run's model_dir. Real blots: the
     generator's held-out test groups, rebuilt from its training data folder, or every tile of
-    --data DIR[,DIR...]. *_real_reference are the same figures between real blots, the floor.
+    --data DIR[,DIR...] (no floors then). *_real_reference are the floors.
     """
     import json
 
-    from keras_forensics.training import wgan as trainer
+    from keras_forensics.evaluation import gan
 
     folders = tuple(data.split(",")) if isinstance(data, str) else data
-    result = trainer.evaluate(model, data=folders, n=n, seed=seed, out=out)
+    options = gan.check_two_sample_flags(folds, two_sample_steps)
+    result = gan.evaluate_wgan(model, data=folders, n=n, seed=seed, out=out, two_sample=two_sample, options=options)
     print(json.dumps(result, indent=2, sort_keys=True))
+
+
+@command
+def cyclegan(model: str, n: int = 256, seed: int = 0, out: str | None = None, two_sample: bool = True,
+             two_sample_steps: int = 300, folds: int = 3):
+    """How real a CycleGAN's translations are: G(a) of N held-out domain-A tiles against held-out
+    domain-B tiles, with the four figures of `evaluate wgan` beside their floors (B tiles against
+    other B tiles), the SWD and spectral distance of F(b) against A, the cycle-consistency errors
+    |F(G(a)) - a| and |G(F(b)) - b| (mean absolute, [0, 1] units), and for a run with
+    --domain_b_from_a (B = a known function of A) the paired error |G(a) - b| beside |a - b|, the
+    error of not translating at all. Prints the table to stderr and the JSON to stdout, and writes
+    it to --out (default: evaluation.json in a run folder, else cyclegan_evaluation.json).
+
+    --model: a training run's model_dir or its SavedModel (saved_models/cyclegan), whose
+    generator.json records the data and split (runs trained before this command cannot be
+    measured by it).
+    """
+    import json
+
+    from keras_forensics.evaluation import gan
+
+    options = gan.check_two_sample_flags(folds, two_sample_steps)
+    result = gan.evaluate_cyclegan(model, n=n, seed=seed, out=out, two_sample=two_sample, options=options)
+    print(json.dumps(result, indent=2, sort_keys=True))
+
 
 def main(argv=None):
     run_cli(COMMANDS, name="python -m keras_forensics.evaluate", argv=argv)

@@ -8,6 +8,7 @@ same process, and their ratio (absolute times on shared machines mean little; ra
     python tools/benchmark.py detect [--model RUN_DIR|saved_models/detector] [--batch_size 256]
     python tools/benchmark.py detect-files [--n 14000] [--reference_n 300] [--model saved_models/detector]
     python tools/benchmark.py serve [--model_dir runs/siamese/shipped] [--seconds 6] [--clients 1,8,32]
+    python tools/benchmark.py wgan-step [--presets shipped,realistic] [--steps 2] [--threads 1] [--precision float32]
 """
 
 from __future__ import annotations
@@ -634,8 +635,57 @@ def serve(model_dir: str | None = None, seconds: float = 6.0, max_requests: int 
     })
 
 
+def wgan_step(presets="shipped,realistic", steps: int = 2, threads: int = 1, precision: str | None = None,
+              batch_size: int | None = None):
+    """CPU- and wall-seconds per WGAN generator step (its critic steps included) of each preset,
+    median of `steps` after one warm-up step, the presets interleaved in one process so that the
+    machine's load hits them alike; the ratio of each to the first. `threads` TF threads (1: the
+    CPU-seconds of the work itself); `precision` / `batch_size` override every preset's. Random
+    data, so no data folder is read."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from keras_forensics import config as config_lib
+    from keras_forensics.training import wgan as trainer
+
+    names = presets.split(",") if isinstance(presets, str) else list(presets)
+    runs, first_steps = {}, {}
+    for name in names:
+        overrides = {k: v for k, v in (("precision", precision), ("batch_size", batch_size)) if v is not None}
+        config = config_lib.replace(config_lib.WGANTrainConfig(), **{**config_lib.WGAN_PRESETS[name], **overrides})
+        model = trainer.build_model(config, total_steps=1000)
+        size = config.model.resolution
+        data = tf.constant(np.random.default_rng(0).random(
+            (config.model.critic_steps, config.batch_size, size, size, config.model.channels), np.float32))
+        step = tf.function(model.train_step)
+        started, cpu = time.perf_counter(), time.process_time()
+        step(data)
+        first_steps[name] = {"cpu_s": round(time.process_time() - cpu, 1), "wall_s": round(time.perf_counter() - started, 1)}
+        runs[name] = (step, data, config, [])
+    for _ in range(steps):
+        for name in names:
+            step, data, _, times = runs[name]
+            started, cpu = time.perf_counter(), time.process_time()
+            step(data)
+            times.append((time.process_time() - cpu, time.perf_counter() - started))
+    medians = {name: (float(np.median([t[0] for t in runs[name][3]])), float(np.median([t[1] for t in runs[name][3]])))
+               for name in names}
+    _emit({
+        "benchmark": "wgan-step", "threads": threads, "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+        "presets": {name: {"batch_size": runs[name][2].batch_size, "precision": runs[name][2].precision,
+                           "cpu_s_per_step": round(medians[name][0], 2), "wall_s_per_step": round(medians[name][1], 2),
+                           "first_step": first_steps[name],
+                           f"cpu_ratio_to_{names[0]}": round(medians[name][0] / medians[names[0]][0], 3)}
+                    for name in names},
+    })
+
+
 if __name__ == "__main__":
     import fire
 
     fire.Fire({"pipeline": pipeline, "train": train, "embed": embed, "screen": screen,
-               "screen-accuracy": screen_accuracy, "archive": archive, "detect": detect, "detect-files": detect_files, "serve": serve})
+               "screen-accuracy": screen_accuracy, "archive": archive, "detect": detect, "detect-files": detect_files, "serve": serve,
+               "wgan-step": wgan_step})

@@ -10,6 +10,11 @@ from keras_forensics.config.base import check_strategy
 # Generating fakes: WGAN-GP western blots and CycleGAN translation (Wang et al. 2022)
 
 _UPSAMPLING_MODES = ("resize_conv", "transposed")
+_PADDING_MODES = ("zero", "reflect")
+#: CycleGAN's --domain_b_from_a values (keras_forensics.data.blots.DOMAIN_TRANSFORMS; "" = none).
+_DOMAIN_TRANSFORMS = ("", "overexposed")
+#: The ops of a DiffAugment policy (keras_forensics.ops.diff_augment), in the order they apply.
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")
 
 
 def _check_resolution(resolution: int, flag: str = "--resolution") -> None:
@@ -39,6 +44,19 @@ class WGANConfig:
     so S = 5; 3 blocks per generator stage plus 1 at base; 1 per critic stage plus 2 extra) gives
     Wang et al.'s 34-layer generator and 15-layer critic; "shipped" (128 px, base 4) gives 12 and
     15, "quick" (32 px) 8 and 11, these defaults (64 px) 10 and 13.
+
+    Against the artefacts of saved_models/wgan/1 (8-16 px blocks, a frame near the border):
+    `upsampling_interpolation="bilinear"` (no nearest-neighbour blocks to smooth away),
+    `generator_padding="reflect"` (every generator conv pads by mirroring, so no conv sees the
+    zeros beyond the border that draw a frame; the transposed convs of "transposed" cannot) and
+    `noise_injection` (per-pixel noise with a learnt strength per channel after every conv of
+    every generator block, Karras et al. 2019; the noise is a fixed function of the latent vector,
+    see `layers.NoiseInjection`). Data-efficient training (Zhao et al. 2020): `diffaugment`, the
+    ops applied to real and generated images alike before the critic ("color", "translation",
+    "cutout"; `diffaugment_translation` and `diffaugment_cutout` are the paper's 1/8 and 1/2 of
+    the side), and `ema_decay`, the exponential moving average of the generator's weights that is
+    sampled, validated and exported (0 = none). The defaults are the legacy model's, so old
+    config.json files and model.keras files load as they were trained.
     """
 
     resolution: int = 64
@@ -61,6 +79,12 @@ class WGANConfig:
     gradient_penalty_weight: float = 10.0
     gradient_norm_epsilon: float = 1e-12  # inside the sqrt of the penalty's gradient norm
     drift_weight: float = 0.0  # ProGAN's epsilon_drift * E[D(x)^2]; 0 = plain WGAN-GP
+    generator_padding: str = "zero"  # "zero" (legacy: convs pad with zeros) or "reflect"
+    noise_injection: bool = False  # per-pixel noise, learnt strength per channel, in every generator block
+    diffaugment: tuple[str, ...] = ()  # DiffAugment ops before the critic, e.g. color,translation,cutout
+    diffaugment_translation: float = 0.125  # largest shift, as a fraction of the side
+    diffaugment_cutout: float = 0.5  # side of the cutout square, as a fraction of the side
+    ema_decay: float = 0.0  # EMA of the generator's weights (e.g. 0.999); 0 = none
 
     def __post_init__(self):
         _check_resolution(self.resolution)
@@ -85,6 +109,18 @@ class WGANConfig:
             raise ForensicsError("--generator_extra_blocks and --critic_extra_blocks must be >= 0")
         if self.gradient_norm_epsilon <= 0:
             raise ForensicsError("--gradient_norm_epsilon must be positive (the sqrt of 0 has no gradient)")
+        if self.generator_padding not in _PADDING_MODES:
+            raise ForensicsError(f"--generator_padding must be 'zero' or 'reflect', got {self.generator_padding!r}")
+        unknown = [op for op in self.diffaugment if op not in DIFFAUGMENT_OPS]
+        if unknown or len(set(self.diffaugment)) != len(self.diffaugment):
+            raise ForensicsError(f"--diffaugment takes distinct ops among {','.join(DIFFAUGMENT_OPS)}, "
+                                 f"got {','.join(self.diffaugment)!r}")
+        if not 0.0 <= self.diffaugment_translation <= 0.5:
+            raise ForensicsError(f"--diffaugment_translation must be in [0, 0.5], got {self.diffaugment_translation}")
+        if not 0.0 <= self.diffaugment_cutout <= 1.0:
+            raise ForensicsError(f"--diffaugment_cutout must be in [0, 1], got {self.diffaugment_cutout}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ForensicsError(f"--ema_decay must be in [0, 1) (0 = no moving average), got {self.ema_decay}")
 
     @property
     def stages(self) -> int:
@@ -189,6 +225,7 @@ class CycleGANConfig:
     down_blocks: int = 2
     residual_blocks: int = 6
     upsampling: str = "resize_conv"  # "resize_conv" or "transposed"
+    upsampling_interpolation: str = "nearest"  # resize_conv only: "nearest" (legacy) or "bilinear"
     discriminator_width: int = 32
     discriminator_layers: int = 3
     cycle_weight: float = 10.0
@@ -201,6 +238,8 @@ class CycleGANConfig:
             raise ForensicsError(f"--channels must be 1 or 3, got {self.channels}")
         if self.upsampling not in _UPSAMPLING_MODES:
             raise ForensicsError(f"--upsampling must be one of {_UPSAMPLING_MODES}, got {self.upsampling!r}")
+        if self.upsampling_interpolation not in ("nearest", "bilinear"):
+            raise ForensicsError("--upsampling_interpolation must be 'nearest' or 'bilinear'")
         if self.image_size % (2 ** self.down_blocks):
             raise ForensicsError(f"--image_size must be divisible by 2**down_blocks ({2 ** self.down_blocks})")
         if self.pool_size < 0 or self.residual_blocks < 0 or self.discriminator_layers < 1:
@@ -219,6 +258,11 @@ class CycleGANTrainConfig:
     imposed on a blot, as Wang et al. imposed cancer on endoscopy images. Four Adam optimisers
     (2e-4, beta1 0.5), constant for the first half of `steps`, then linearly to 0.
 
+    Real blots: `domain_b_from_a="overexposed"` makes domain B from domain A's own tiles
+    (`data.blots.overexpose`: bands spread and saturate, the membrane greys), so a translation of
+    real blots has a known answer; folders are tiled with `polarity` (dark-on-light), `data_scale`,
+    `min_std` and grouped by `group_by`, as `train wgan` does.
+
     The defaults are a CPU demo (64 px, measured 0.22 CPU-seconds per step: a few minutes);
     `preset="paper"` is Zhu et al.'s 256 px with 9 residual blocks.
     """
@@ -226,6 +270,11 @@ class CycleGANTrainConfig:
     model: CycleGANConfig = dataclasses.field(default_factory=CycleGANConfig)
     domain_a: tuple[str, ...] = ()  # folders; empty = the embedded demo domains
     domain_b: tuple[str, ...] = ()
+    domain_b_from_a: str = ""  # "overexposed": domain B = domain A's tiles overexposed (no --domain_b)
+    polarity: str = "keep"  # folders: "keep", "auto" (dark-on-light, as the WGAN) or "invert"
+    data_scale: float = 1.0  # folders: resize factor applied to each image before tiling
+    min_std: float = 0.02  # folders: tiles with a smaller intensity std are dropped
+    group_by: str | None = None  # folders: regex naming the source group of a file
     load_size: int = 0  # tile size before the random crop; 0 = image_size * 286 / 256
     demo_count: int = 256  # rendered blots per embedded domain
     steps: int = 1000
@@ -245,8 +294,17 @@ class CycleGANTrainConfig:
     export_base: str = ""  # write the final generators to <export_base>/cyclegan/<next version>
 
     def __post_init__(self):
-        if bool(self.domain_a) != bool(self.domain_b):
+        if self.domain_b_from_a not in _DOMAIN_TRANSFORMS:
+            raise ForensicsError(f"--domain_b_from_a must be one of {', '.join(_DOMAIN_TRANSFORMS[1:])} (or empty), "
+                                 f"got {self.domain_b_from_a!r}")
+        if self.domain_b_from_a and self.domain_b:
+            raise ForensicsError("give --domain_b or --domain_b_from_a, not both")
+        if not self.domain_b_from_a and bool(self.domain_a) != bool(self.domain_b):
             raise ForensicsError("give both --domain_a and --domain_b (or neither, for the embedded demo)")
+        if self.polarity not in ("auto", "keep", "invert"):
+            raise ForensicsError(f"--polarity must be auto, keep or invert, got {self.polarity!r}")
+        if not 0.0 < self.data_scale <= 4.0:
+            raise ForensicsError(f"--data_scale must be in (0, 4], got {self.data_scale}")
         if self.load_size and self.load_size < self.model.image_size:
             raise ForensicsError(f"--load_size ({self.load_size}) must be at least --image_size "
                                  f"({self.model.image_size})")

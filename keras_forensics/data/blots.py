@@ -9,6 +9,8 @@
   captures are bright-on-dark), scaled, and cut into tiles; empty background tiles are dropped.
 * `tile_folder(directory, size, ...)`: the same for any images (CycleGAN's domains), grayscale
   or colour.
+* `overexpose(patches)`: the same blots as if exposed longer (bands spread and saturate to black,
+  the membrane greys): a condition imposed on real blots, CycleGAN's domain B for real data.
 
 All return a `keras_forensics.data.patches.PatchSet` (uint8, or uint16 when the source was 16-bit;
 [N, S, S] grayscale or [N, S, S, 3] colour). All blots here are dark bands on a light background,
@@ -175,6 +177,34 @@ def synthetic_blots(count: int = 2048, size: int = 128, seed: int = 0, style=Non
 def to_unit(patches: np.ndarray) -> np.ndarray:
     """uint8 / uint16 patches -> float32 in [0, 1]."""
     return patches.astype(np.float32) / np.float32(np.iinfo(patches.dtype).max)
+
+
+def overexpose(patches: np.ndarray, gain: float = 2.0, spread: float = 1.0) -> np.ndarray:
+    """Dark-on-light blots [N, S, S] or [N, S, S, C] (uint8 / uint16, or floats in [0, 1]) as if
+    exposed `gain` times longer on a film or sensor that saturates: the darkness 1 - x is blurred
+    by a Gaussian of `spread` px (the signal bleeds around a band), multiplied by `gain` and
+    clipped at 1 (the band cores turn flat black; the membrane greys by the same factor).
+
+    Deterministic, batched, and the same type out as in: the CycleGAN demo's "overexposed" domain
+    imposed on real blots (`train cyclegan --domain_b_from_a overexposed`). Lossy on purpose: the
+    clipped cores cannot be undone, so even a perfect B -> A generator leaves a cycle error there.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if gain <= 0 or spread < 0:
+        raise ForensicsError(f"overexpose needs gain > 0 and spread >= 0, got {gain}, {spread}")
+    integer = np.issubdtype(patches.dtype, np.integer)
+    images = to_unit(patches) if integer else np.asarray(patches, np.float32)
+    darkness = 1.0 - images
+    if spread:
+        sigma = (0, spread, spread) + (0,) * (images.ndim - 3)
+        darkness = gaussian_filter(darkness, sigma, mode="reflect")
+    exposed = (1.0 - np.clip(gain * darkness, 0.0, 1.0)).astype(np.float32)
+    return quantize(exposed, 16 if patches.dtype == np.uint16 else 8) if integer else exposed
+
+
+#: The translations `train cyclegan --domain_b_from_a NAME` imposes on domain A to make domain B.
+DOMAIN_TRANSFORMS = {"overexposed": overexpose}
 
 
 def file_bit_depth(path) -> int:

@@ -266,7 +266,8 @@ class GeneratorSource:
             input_shape = spec.shape
         else:
             model = artifacts.load_keras(self.path / artifacts.MODEL_FILE)
-            generator = getattr(model, "generator", model)
+            # A WGAN's moving-average generator (what it exports), else its generator, else the model.
+            generator = getattr(model, "sampling_generator", None) or getattr(model, "generator", model)
             self._call = lambda noise: _first_output(generator(noise, training=False))
             input_shape = tf.TensorShape(generator.input_shape)
         if input_shape.rank != 2 or input_shape[-1] is None:

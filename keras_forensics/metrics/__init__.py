@@ -1,5 +1,8 @@
-"""Metrics: `ranking` (ROC, AUC, AP, equal error, bootstrap; NumPy) and `gan_quality` (sliced
-Wasserstein distance and spectral distance of generated images; TensorFlow).
+"""Metrics: `ranking` (ROC, AUC, AP, equal error, bootstrap; NumPy), `gan_quality` (sliced
+Wasserstein distance, spectral distance and periodic spectral peaks of generated images;
+TensorFlow) and `memorisation` (nearest-training-image distances of generated images against
+held-out real ones). The classifier two-sample test trains a model, so it lives in
+`keras_forensics.evaluation.two_sample`.
 
 The ranking functions are re-exported here: `keras_forensics.metrics.roc_auc(labels, scores)`.
 """

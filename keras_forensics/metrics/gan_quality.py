@@ -10,6 +10,10 @@ TensorFlow ops:
 * `spectral_distance`: the root mean square difference, in decades (log10 units), between the mean
   azimuthally averaged power spectra of the two sets (`keras_forensics.spectrum`), which is where
   the periodic artefacts of GAN up-sampling show (Durall et al. 2020; Wang et al. 2022, Fig. 1E).
+* `periodic_peak`: how far the mean 2-D power spectrum of one set stands out, in decades, at the
+  frequencies of a `period`-pixel lattice (the blocks of nearest-neighbour up-sampling, the
+  checkerboard of transposed convolutions) above (> 0) or below (< 0) its neighbouring
+  frequencies.
 
 Both are 0 for identical sets and grow as the sets differ; both depend on the number of images,
 so compare figures measured with the same counts. `compare` gives both plus the figure of two
@@ -29,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_forensics.errors import ForensicsError
-from keras_forensics.ops.spectrum import azimuthal_power_spectrum
+from keras_forensics.ops.spectrum import azimuthal_power_spectrum, power_spectrum_2d
 
 #: The 5-tap binomial filter of Burt and Adelson's pyramid, as in ProGAN's code.
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
@@ -167,6 +171,38 @@ def mean_log_spectrum(images, batch_size: int = 256) -> np.ndarray:
     profiles = [azimuthal_power_spectrum(images[start:start + batch_size])
                 for start in range(0, images.shape[0], batch_size)]
     return tf.reduce_mean(tf.concat(profiles, axis=0), axis=0).numpy()
+
+
+def periodic_peak(images, period: int = 8, batch_size: int = 256) -> float:
+    """Mean over the frequencies of a `period`-pixel lattice of log10(P(f) / median of P over the
+    8 frequencies around f), P the mean centred power spectrum (Hann-windowed) of `images`.
+
+    The lattice is every (k_y H / period, k_x W / period) but the origin and the outermost row and
+    column of the spectrum (so `period` >= 4). Periodic blocks of `period` pixels put peaks there
+    (> 0); nearest-neighbour up-sampling, which zeroes the spectrum at the Nyquist frequency of the
+    resolution it up-samples from, troughs (< 0); an image without periodic structure about 0.
+    Compare a generated set with a real one: real blots are not exactly 0 (bands are horizontal).
+    """
+    images = _as_images(images)
+    if images.shape[-1] == 3:
+        images = tf.image.rgb_to_grayscale(images)
+    height, width = images.shape[1], images.shape[2]
+    if period < 4 or height % period or width % period:
+        raise ForensicsError(f"period must be >= 4 and divide the image size {height}x{width}, got {period}")
+    power = tf.add_n([tf.reduce_sum(power_spectrum_2d(images[start:start + batch_size]), axis=0)
+                      for start in range(0, images.shape[0], batch_size)]).numpy() / images.shape[0]
+    log_power = np.log10(np.maximum(power, 1e-30))
+    centre_y, centre_x = height // 2, width // 2
+    rows = [centre_y + k * (height // period) for k in range(-period // 2, period // 2 + 1)]
+    columns = [centre_x + k * (width // period) for k in range(-period // 2, period // 2 + 1)]
+    heights = []
+    for y in rows:
+        for x in columns:
+            if (y, x) == (centre_y, centre_x) or not (0 < y < height - 1 and 0 < x < width - 1):
+                continue
+            around = np.delete(log_power[y - 1:y + 2, x - 1:x + 2].ravel(), 4)
+            heights.append(log_power[y, x] - np.median(around))
+    return float(np.mean(heights))
 
 
 def spectral_distance(real, fake) -> float:

@@ -72,7 +72,7 @@ def build_resnet_generator(config: CycleGANConfig | None = None, name: str = "ge
             x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", use_bias=False,
                                        name=f"up{index}_transposed")(x)
         else:
-            x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{index}_resize")(x)
+            x = layers.UpSampling2D(2, interpolation=config.upsampling_interpolation, name=f"up{index}_resize")(x)
             x = ReflectionPadding2D(1, name=f"up{index}_pad")(x)
             x = layers.Conv2D(filters, 3, use_bias=False, name=f"up{index}_conv")(x)
         x = layers.ReLU(name=f"up{index}_relu")(_instance_norm(f"up{index}_norm")(x))

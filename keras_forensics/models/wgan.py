@@ -2,13 +2,16 @@
 
 * `build_generator(config)`: noise [B, latent_dim] -> images [B, R, R, C] in [0, 1]; a residual
   up-sampling network (Gulrajani et al.'s ResNet generator) whose up-sampling is a config switch:
-  resize-convolution (no checkerboard) or transposed convolution (checkerboard artefacts that the
-  detector studies).
+  resize-convolution (nearest or bilinear resize; no checkerboard) or transposed convolution
+  (checkerboard artefacts that the detector studies), with zero or reflection padding and
+  optional per-pixel noise inputs (Karras et al. 2019).
 * `build_critic(config)`: images -> [B, 1] unbounded scores; residual down-sampling blocks with
   layer norm (never batch norm: the gradient penalty is defined per sample), plus extra residual
   blocks at the lowest resolution.
 * `WGAN(generator, critic)`: the keras.Model that trains them, `critic_steps` critic updates per
-  generator update, with the gradient penalty of Gulrajani et al.
+  generator update, with the gradient penalty of Gulrajani et al., DiffAugment before the critic
+  (Zhao et al. 2020) and an exponential moving average of the generator's weights
+  (`ema_generator`, what `sampling_generator` samples and what is exported).
 
 Two bugs of the keras-io example (examples/generative/wgan_gp.py) are avoided: the interpolation
 weight of the penalty is uniform in [0, 1] per sample (not normal), and the gradient norm is
@@ -19,6 +22,11 @@ References:
     Gulrajani, Ahmed, Arjovsky, Dumoulin, Courville. Improved training of Wasserstein GANs.
     NeurIPS 2017 (github.com/igul222/improved_wgan_training, gan_64x64.py ResNet models).
     Odena, Dumoulin, Olah. Deconvolution and checkerboard artifacts. Distill 2016.
+    Zhao, Liu, Lin, Zhu, Han. Differentiable augmentation for data-efficient GAN training.
+    NeurIPS 2020.
+    Karras, Laine, Aila. A style-based generator architecture for generative adversarial
+    networks. CVPR 2019 (noise inputs; the moving average of the generator's weights is from
+    Karras et al. 2018, ProGAN, and Yazici et al. 2019).
     Wang, Xu, Zhou, et al. Deepfakes: a new threat to image fabrication in scientific
     publications? Patterns 3 (2022).
 """
@@ -31,6 +39,8 @@ import tensorflow as tf
 from keras import layers
 
 from keras_forensics.config import WGANConfig
+from keras_forensics.layers import NoiseInjection, ReflectionPadding2D
+from keras_forensics.ops.diff_augment import diff_augment
 
 
 def sample_noise(count: int, latent_dim: int, seed: int = 0) -> np.ndarray:
@@ -62,27 +72,43 @@ def _critic_norm(config: WGANConfig, name: str):
     return layers.Identity(name=name)
 
 
+def _conv(x, filters: int, kernel_size: int, config: WGANConfig, name: str, use_bias: bool = True):
+    """A stride-1 convolution of the generator that keeps the size: zero padding ("same"), or
+    with `generator_padding="reflect"` a `ReflectionPadding2D` then a "valid" convolution."""
+    if config.generator_padding == "reflect" and kernel_size > 1:
+        x = ReflectionPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        return layers.Conv2D(filters, kernel_size, padding="valid", use_bias=use_bias, name=name)(x)
+    return layers.Conv2D(filters, kernel_size, padding="same", use_bias=use_bias, name=name)(x)
+
+
 def _upsample_conv(x, filters, kernel_size, config: WGANConfig, name: str, use_bias: bool):
     if config.upsampling == "transposed":
         return layers.Conv2DTranspose(filters, kernel_size, strides=2, padding="same", use_bias=use_bias,
                                       name=f"{name}_transposed")(x)
     x = layers.UpSampling2D(2, interpolation=config.upsampling_interpolation, name=f"{name}_resize")(x)
-    return layers.Conv2D(filters, kernel_size, padding="same", use_bias=use_bias, name=f"{name}_conv")(x)
+    return _conv(x, filters, kernel_size, config, f"{name}_conv", use_bias)
 
 
-def _generator_block(x, filters: int, upsample: bool, config: WGANConfig, name: str):
-    """Pre-activation residual block: norm, ReLU, [up] conv 3x3, norm, ReLU, conv 3x3; shortcut
-    [up] conv 1x1 when the shape changes. Convs followed by batch norm need no bias."""
+def _inject_noise(x, latent, config: WGANConfig, name: str, salt: int):
+    return NoiseInjection(salt=salt, name=name)([x, latent]) if config.noise_injection else x
+
+
+def _generator_block(x, latent, filters: int, upsample: bool, config: WGANConfig, name: str, salt: int):
+    """Pre-activation residual block: norm, ReLU, [up] conv 3x3, [noise], norm, ReLU, conv 3x3,
+    [noise]; shortcut [up] conv 1x1 when the shape changes. Convs followed by batch norm need no
+    bias. `salt` and `salt + 1` tell this block's noise maps from the other blocks'."""
     biased = config.generator_norm != "batch"
     h = _generator_norm(config, f"{name}_norm1")(x)
     h = layers.ReLU(name=f"{name}_relu1")(h)
     if upsample:
         h = _upsample_conv(h, filters, 3, config, f"{name}_up", biased)
     else:
-        h = layers.Conv2D(filters, 3, padding="same", use_bias=biased, name=f"{name}_conv1")(h)
+        h = _conv(h, filters, 3, config, f"{name}_conv1", biased)
+    h = _inject_noise(h, latent, config, f"{name}_noise1", salt)
     h = _generator_norm(config, f"{name}_norm2")(h)
     h = layers.ReLU(name=f"{name}_relu2")(h)
-    h = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(h)
+    h = _conv(h, filters, 3, config, f"{name}_conv2")
+    h = _inject_noise(h, latent, config, f"{name}_noise2", salt + 1)
     if upsample:
         shortcut = _upsample_conv(x, filters, 1 if config.upsampling == "resize_conv" else 2, config,
                                   f"{name}_shortcut", True)
@@ -101,6 +127,7 @@ def build_generator(config: WGANConfig | None = None, name: str = "generator") -
     residual blocks -> norm, ReLU, 3x3 conv, tanh, then mapped from [-1, 1] to [0, 1] (the
     toolkit's image range), so the model's output is an image. The output layer computes in
     float32 whatever the mixed-precision policy, so images and the critic's input are float32.
+    Padding, up-sampling and noise inputs follow `config` (see `WGANConfig`).
     """
     config = config or WGANConfig()
     filters = stage_filters(config.generator_width, config.generator_max_filters, num_stages(config))
@@ -108,14 +135,17 @@ def build_generator(config: WGANConfig | None = None, name: str = "generator") -
     x = layers.Dense(config.base_size * config.base_size * filters[0],
                      use_bias=config.generator_norm != "batch", name="dense")(noise)
     x = layers.Reshape((config.base_size, config.base_size, filters[0]), name="reshape")(x)
+    blocks = 0
     for block in range(config.generator_extra_blocks):
-        x = _generator_block(x, filters[0], False, config, f"base_block{block}")
+        x = _generator_block(x, noise, filters[0], False, config, f"base_block{block}", 2 * blocks)
+        blocks += 1
     for stage, stage_width in enumerate(filters[1:], start=1):
         for block in range(config.generator_blocks_per_stage):
-            x = _generator_block(x, stage_width, block == 0, config, f"stage{stage}_block{block}")
+            x = _generator_block(x, noise, stage_width, block == 0, config, f"stage{stage}_block{block}", 2 * blocks)
+            blocks += 1
     x = _generator_norm(config, "output_norm")(x)
     x = layers.ReLU(name="output_relu")(x)
-    x = layers.Conv2D(config.channels, 3, padding="same", name="output_conv")(x)
+    x = _conv(x, config.channels, 3, config, "output_conv")
     x = layers.Activation("tanh", dtype="float32", name="output_tanh")(x)
     images = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="images")(x)
     return keras.Model(noise, images, name=name)
@@ -182,18 +212,35 @@ def count_weight_layers(model: keras.Model) -> int:
                and "shortcut" not in layer.name)
 
 
+def clone_generator(generator: keras.Model, name: str = "ema_generator") -> keras.Model:
+    """A copy of `generator` with its own weights, equal to the generator's now (the start of its
+    moving average). Each layer keeps its dtype policy."""
+    clone = keras.models.clone_model(generator)
+    clone.name = name  # the clone's layers keep their names; the model needs its own
+    clone.set_weights(generator.get_weights())
+    return clone
+
+
 @keras.saving.register_keras_serializable(package="keras_forensics")
 class WGAN(keras.Model):
     """Wasserstein GAN with gradient penalty (Gulrajani et al. 2017).
 
-    The critic minimises E[D(G(z))] - E[D(x)] + lambda * E[(||grad D(x_hat)||_2 - 1)^2] with
-    x_hat = x + u (G(z) - x), u ~ U[0, 1] per sample; the generator minimises -E[D(G(z))].
+    The critic minimises E[D(A(G(z)))] - E[D(A(x))] + lambda * E[(||grad D(x_hat)||_2 - 1)^2] with
+    x_hat = A(x) + u (A(G(z)) - A(x)), u ~ U[0, 1] per sample; the generator minimises
+    -E[D(A(G(z)))]. A is DiffAugment (Zhao et al. 2020) with the `diffaugment` policy, a fresh
+    random draw for every batch, real and fake alike (the identity with an empty policy).
     `train_step` takes a batch shaped [critic_steps, B, H, W, C] (a fresh real batch for every
     critic step, as in the paper's Algorithm 1) or [B, H, W, C] (the same real batch for every
-    critic step), runs `critic_steps` critic updates and one generator update, and returns the
-    running means of: wasserstein (E[D(x)] - E[D(G(z))], the critic's estimate of the
-    Wasserstein-1 distance; Wang et al.'s Figure 1B), critic_loss, gradient_penalty,
-    gradient_norm and generator_loss.
+    critic step), runs `critic_steps` critic updates and one generator update, then moves the
+    moving average of the generator's weights, and returns the running means of: wasserstein
+    (E[D(A(x))] - E[D(A(G(z)))], the critic's estimate of the Wasserstein-1 distance; Wang et
+    al.'s Figure 1B), critic_loss, gradient_penalty, gradient_norm and generator_loss.
+
+    With `ema_decay` > 0, `ema_generator` holds an exponential moving average of every weight of
+    the generator (batch-norm statistics included), updated after each generator step with the
+    decay min(ema_decay, (1 + t) / (10 + t)) at generator step t (tf.train.ExponentialMovingAverage's
+    warm-up, so early weights are soon forgotten). It is never trained; `sampling_generator` (and
+    calling the WGAN) uses it, so samples, validation figures and the export come from it.
 
     Args:
         generator: noise [B, latent_dim] -> images.
@@ -202,18 +249,23 @@ class WGAN(keras.Model):
         gradient_penalty_weight: lambda (10 in the paper).
         gradient_norm_epsilon: added under the square root of the gradient norm.
         drift_weight: weight of E[D(x)^2] (Karras et al. 2018), which keeps scores near 0; 0 = off.
-        seed: seed of the noise and the interpolation weights.
+        diffaugment: DiffAugment ops ("color", "translation", "cutout"); () = none.
+        diffaugment_translation: largest DiffAugment shift, a fraction of the side (1/8).
+        diffaugment_cutout: side of the DiffAugment cutout square, a fraction of the side (1/2).
+        ema_decay: decay of the moving average of the generator's weights; 0 = no average.
+        seed: seed of the noise, the interpolation weights and the augmentations.
 
     Example:
-        >>> config = WGANConfig(resolution=32)
-        >>> gan = WGAN(build_generator(config), build_critic(config))
+        >>> config = WGANConfig(resolution=32, diffaugment=("color", "translation", "cutout"), ema_decay=0.999)
+        >>> gan = WGAN.from_wgan_config(config)
         >>> gan.compile(keras.optimizers.Adam(1e-4, 0.0, 0.9), keras.optimizers.Adam(1e-4, 0.0, 0.9))
         >>> gan.fit(real_batches, steps_per_epoch=100)
-        >>> images = gan(keras.random.normal((16, config.latent_dim)))
+        >>> images = gan(keras.random.normal((16, config.latent_dim)))  # from the moving average
     """
 
     def __init__(self, generator, critic, critic_steps=5, gradient_penalty_weight=10.0,
-                 gradient_norm_epsilon=1e-12, drift_weight=0.0, seed=None, **kwargs):
+                 gradient_norm_epsilon=1e-12, drift_weight=0.0, diffaugment=(), diffaugment_translation=0.125,
+                 diffaugment_cutout=0.5, ema_decay=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.critic = critic
@@ -221,22 +273,35 @@ class WGAN(keras.Model):
         self.gradient_penalty_weight = gradient_penalty_weight
         self.gradient_norm_epsilon = gradient_norm_epsilon
         self.drift_weight = drift_weight
+        self.diffaugment = tuple(diffaugment)
+        self.diffaugment_translation = diffaugment_translation
+        self.diffaugment_cutout = diffaugment_cutout
+        self.ema_decay = float(ema_decay)
         self.seed = seed
         self.latent_dim = int(generator.input_shape[-1])
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.ema_generator = clone_generator(generator) if self.ema_decay else None
         self.trackers = {name: keras.metrics.Mean(name=name) for name in
                          ("wasserstein", "critic_loss", "gradient_penalty", "gradient_norm", "generator_loss")}
         self.built = True
 
     @classmethod
     def from_wgan_config(cls, config: WGANConfig, seed=None) -> "WGAN":
-        """The generator and critic of `config`, with its loss settings."""
+        """The generator and critic of `config`, with its loss, augmentation and averaging settings."""
         return cls(build_generator(config), build_critic(config), critic_steps=config.critic_steps,
                    gradient_penalty_weight=config.gradient_penalty_weight,
-                   gradient_norm_epsilon=config.gradient_norm_epsilon, drift_weight=config.drift_weight, seed=seed)
+                   gradient_norm_epsilon=config.gradient_norm_epsilon, drift_weight=config.drift_weight,
+                   diffaugment=config.diffaugment, diffaugment_translation=config.diffaugment_translation,
+                   diffaugment_cutout=config.diffaugment_cutout, ema_decay=config.ema_decay, seed=seed)
+
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """What generates images: the moving average of the generator if there is one, else the
+        generator itself. Samples, validation, `generate` and the export use it."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
 
     def call(self, noise, training=False):
-        return self.generator(noise, training=training)
+        return self.sampling_generator(noise, training=training)
 
     def compile(self, generator_optimizer, critic_optimizer, **kwargs):
         """Two optimisers; the generator's is also `self.optimizer` (learning-rate logging, resume)."""
@@ -267,6 +332,11 @@ class WGAN(keras.Model):
         """u ~ U[0, 1], one per sample, [B, 1, 1, 1]: where between real and fake the penalty looks."""
         return keras.random.uniform((batch_size, 1, 1, 1), 0.0, 1.0, seed=self.seed_generator)
 
+    def augment(self, images):
+        """DiffAugment of a float32 batch with this model's policy (a fresh draw every call)."""
+        return diff_augment(images, self.diffaugment, self.seed_generator, self.diffaugment_translation,
+                            self.diffaugment_cutout)
+
     def gradient_penalty(self, real, fake):
         """(mean penalty, mean gradient norm) at random points between real and fake images.
 
@@ -283,9 +353,10 @@ class WGAN(keras.Model):
         return tf.reduce_mean(tf.square(norm - 1.0)), tf.reduce_mean(norm)
 
     def critic_step(self, real):
-        """One critic update on a real batch; the generator's weights are not touched."""
-        real = tf.cast(real, "float32")
-        fake = tf.cast(self.generator(self.sample_noise(tf.shape(real)[0]), training=True), "float32")
+        """One critic update on a real batch; the generator's weights are not touched. The critic
+        sees, and the penalty interpolates between, the augmented real and fake images."""
+        real = self.augment(tf.cast(real, "float32"))
+        fake = self.augment(tf.cast(self.generator(self.sample_noise(tf.shape(real)[0]), training=True), "float32"))
         with tf.GradientTape() as tape:
             real_scores = tf.cast(self.critic(real, training=True), "float32")
             fake_scores = tf.cast(self.critic(fake, training=True), "float32")
@@ -299,14 +370,29 @@ class WGAN(keras.Model):
         return {"wasserstein": wasserstein, "critic_loss": loss, "gradient_penalty": penalty, "gradient_norm": norm}
 
     def generator_step(self, batch_size):
-        """One generator update; the critic's weights are not touched."""
+        """One generator update through the augmentation; the critic's weights are not touched."""
         noise = self.sample_noise(batch_size)
         with tf.GradientTape() as tape:
-            scores = self.critic(self.generator(noise, training=True), training=True)
-            loss = -tf.reduce_mean(tf.cast(scores, "float32"))
+            fake = self.augment(tf.cast(self.generator(noise, training=True), "float32"))
+            loss = -tf.reduce_mean(tf.cast(self.critic(fake, training=True), "float32"))
         gradients = tape.gradient(loss, self.generator.trainable_variables)
         self.generator_optimizer.apply_gradients(zip(gradients, self.generator.trainable_variables))
         return loss
+
+    def ema_step_decay(self):
+        """The decay of the next moving-average update: min(ema_decay, (1 + t) / (10 + t)), t the
+        generator steps done."""
+        steps = tf.cast(self.generator_optimizer.iterations, "float32")
+        return tf.minimum(tf.constant(self.ema_decay, "float32"), (1.0 + steps) / (10.0 + steps))
+
+    def update_ema(self):
+        """ema <- decay * ema + (1 - decay) * weight, for every weight of the generator."""
+        if self.ema_generator is None:
+            return
+        decay = self.ema_step_decay()
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights):
+            value = tf.cast(weight, "float32")
+            average.assign(tf.cast(decay * tf.cast(average, "float32") + (1.0 - decay) * value, average.dtype))
 
     def train_step(self, data):
         real = data[0] if isinstance(data, (tuple, list)) else data
@@ -317,6 +403,7 @@ class WGAN(keras.Model):
                 self.trackers[name].update_state(value)
         batch_size = tf.shape(real)[1 if per_step else 0]
         self.trackers["generator_loss"].update_state(self.generator_step(batch_size))
+        self.update_ema()
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def get_config(self):
@@ -325,7 +412,9 @@ class WGAN(keras.Model):
             generator=keras.saving.serialize_keras_object(self.generator),
             critic=keras.saving.serialize_keras_object(self.critic),
             critic_steps=self.critic_steps, gradient_penalty_weight=self.gradient_penalty_weight,
-            gradient_norm_epsilon=self.gradient_norm_epsilon, drift_weight=self.drift_weight, seed=self.seed,
+            gradient_norm_epsilon=self.gradient_norm_epsilon, drift_weight=self.drift_weight,
+            diffaugment=list(self.diffaugment), diffaugment_translation=self.diffaugment_translation,
+            diffaugment_cutout=self.diffaugment_cutout, ema_decay=self.ema_decay, seed=self.seed,
         )
         return config
 

@@ -451,17 +451,23 @@ def load_detector(model_dir) -> DetectorServing:
     return DetectorServing(artifacts.load_keras(_require_file(Path(model_dir) / artifacts.MODEL_FILE, "detector")))
 
 
+def _wgan_generator(model):
+    """What a WGAN exports: the moving average of its generator's weights if it kept one
+    (`WGAN.sampling_generator`), else its generator; a bare generator as it is."""
+    return getattr(model, "sampling_generator", None) or getattr(model, "generator", model)
+
+
 def load_wgan(model_dir) -> GeneratorServing:
-    """A WGAN run dir: generator.keras, or model.keras holding the WGAN (its `.generator`) or the
-    generator itself, or -- a run in progress or stopped early -- its latest checkpoint (what
-    `generate` and `evaluate` use for such a run)."""
+    """A WGAN run dir: generator.keras, or model.keras holding the WGAN (its moving-average
+    generator, else its `.generator`) or the generator itself, or -- a run in progress or stopped
+    early -- its latest checkpoint (what `generate` and `evaluate` use for such a run)."""
     model_dir = Path(model_dir)
     if (model_dir / "generator.keras").is_file():
         return GeneratorServing(artifacts.load_keras(model_dir / "generator.keras"))
     if not (model_dir / artifacts.MODEL_FILE).is_file() and (model_dir / "config.json").is_file():
-        return GeneratorServing(artifacts.load_run_model("wgan", model_dir).generator)
+        return GeneratorServing(_wgan_generator(artifacts.load_run_model("wgan", model_dir)))
     model = artifacts.load_keras(_require_file(model_dir / artifacts.MODEL_FILE, "wgan"))
-    return GeneratorServing(getattr(model, "generator", model))
+    return GeneratorServing(_wgan_generator(model))
 
 
 #: Attribute pairs (a -> b, b -> a) under which a CycleGAN model may hold its generators.

@@ -10,6 +10,8 @@ the cycle loss on validation images.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_forensics import artifacts
+from keras_forensics import config as config_lib
 from keras_forensics.config import CycleGANTrainConfig
 from keras_forensics.data import blots
 from keras_forensics.data.io import write_png
@@ -38,15 +41,37 @@ DEMO_DOMAINS = ("clean", "overexposed")
 def load_domain(folders: tuple[str, ...], config: CycleGANTrainConfig, demo_style, demo_seed: int,
                 flag: str) -> tuple[PatchSet, int]:
     """Tiles of one domain and their bit depth: every image of the folders (grayscale or RGB
-    as the model), cut into overlapping tile_size tiles, nearly flat ones dropped; or rendered
-    demo blots."""
+    as the model; oriented by --polarity, scaled by --data_scale), cut into overlapping tile_size
+    tiles, nearly flat ones dropped; or rendered demo blots."""
     size, channels = config.tile_size, config.model.channels
     if not folders:
         if channels != 1:
             raise ForensicsError("the embedded demo domains are grayscale blots; pass --domain_a DIR --domain_b DIR "
                                  "with colour images for --channels 3")
         return blots.synthetic_blots(config.demo_count, size, seed=demo_seed, style=demo_style), 8
-    return blots.folders_as_tiles(folders, flag, size=size, stride=size // 2, min_std=0.02, channels=channels)
+    return blots.folders_as_tiles(folders, flag, size=size, stride=size // 2, min_std=config.min_std,
+                                  channels=channels, scale=config.data_scale, polarity=config.polarity,
+                                  group_by=config.group_by)
+
+
+def load_domains(config: CycleGANTrainConfig) -> tuple[PatchSet, PatchSet, int]:
+    """(domain A, domain B, bit depth): two folder sets or the demo domains, or with
+    --domain_b_from_a domain A and the same tiles translated (same groups, so the same split)."""
+    domain_a, depth_a = load_domain(config.domain_a, config, blots.BlotStyle.clean(), config.seed, "--domain_a")
+    if config.domain_b_from_a:
+        transform = blots.DOMAIN_TRANSFORMS[config.domain_b_from_a]
+        return domain_a, PatchSet(transform(domain_a.patches), domain_a.groups, list(domain_a.names)), depth_a
+    domain_b, depth_b = load_domain(config.domain_b, config, blots.BlotStyle.overexposed(), config.seed + 1,
+                                    "--domain_b")
+    return domain_a, domain_b, max(depth_a, depth_b)
+
+
+def domain_names(config: CycleGANTrainConfig) -> tuple[str, str]:
+    """What domains A and B are, in words (metrics.json, generator.json)."""
+    a = list(config.domain_a) or [f"embedded demo: {DEMO_DOMAINS[0]} rendered blots"]
+    if config.domain_b_from_a:
+        return a, [f"domain A {config.domain_b_from_a} (keras_forensics.data.blots.overexpose)"]
+    return a, list(config.domain_b) or [f"embedded demo: {DEMO_DOMAINS[1]} rendered blots"]
 
 
 def build_model(config: CycleGANTrainConfig, total_steps: int) -> CycleGAN:
@@ -63,17 +88,67 @@ def build_model(config: CycleGANTrainConfig, total_steps: int) -> CycleGAN:
     return model
 
 
-def _center_crop(images: np.ndarray, size: int) -> np.ndarray:
+def data_record(config: CycleGANTrainConfig) -> dict:
+    """The run's config and the absolute paths of its folders, for generator.json: enough to
+    rebuild both domains' tiles where the run's relative paths no longer resolve."""
+    return {"config": config_lib.to_dict(config),
+            "domain_a_absolute": [str(Path(folder).resolve()) for folder in config.domain_a],
+            "domain_b_absolute": [str(Path(folder).resolve()) for folder in config.domain_b]}
+
+
+def read_split(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def held_out_domains(info: dict) -> tuple[CycleGANTrainConfig, dict]:
+    """(the run's config, {"a": {split: PatchSet}, "b": {split: PatchSet}}) rebuilt from a
+    CycleGAN's generator.json: its data (folders as recorded, else their absolute paths, or the
+    embedded demo) cut as in training and split as in training."""
+    record = info.get("data")
+    if not record or "splits" not in info:
+        raise ForensicsError("this CycleGAN carries no record of its data and split (generator.json from before "
+                             "`evaluate cyclegan` existed); retrain it, or export a newer run")
+    config = config_lib.from_dict(CycleGANTrainConfig, record["config"])
+
+    def folders(recorded, absolute, flag):
+        chosen = tuple(folder if Path(folder).is_dir() else other for folder, other in zip(recorded, absolute))
+        missing = [folder for folder in chosen if not Path(folder).is_dir()]
+        if missing:
+            raise ForensicsError(f"the training data {missing[0]} ({flag}) is not here")
+        return chosen
+
+    config = dataclasses.replace(
+        config, domain_a=folders(config.domain_a, record.get("domain_a_absolute", config.domain_a), "--domain_a"),
+        domain_b=folders(config.domain_b, record.get("domain_b_absolute", config.domain_b), "--domain_b"))
+    domain_a, domain_b, _ = load_domains(config)
+    parts = {}
+    for name, domain in (("a", domain_a), ("b", domain_b)):
+        split = info["splits"][name]
+        known = set(domain.names)
+        parts[name] = {part: domain.subset([group for group in groups if group in known])
+                       for part, groups in split.items()}
+        if not len(parts[name]["test"]):
+            raise ForensicsError(f"none of the CycleGAN's held-out groups of domain {name.upper()} are in its data")
+    return config, parts
+
+
+def center_crop(images: np.ndarray, size: int) -> np.ndarray:
+    """The central size x size crop of [N, S, S(, C)] images, of any type."""
     offset = (images.shape[1] - size) // 2
     return images[:, offset:offset + size, offset:offset + size]
+
+
+def as_model_images(patches: np.ndarray) -> np.ndarray:
+    """uint patches [N, S, S] or [N, S, S, C] -> float32 [N, S, S, C] in [0, 1]."""
+    images = blots.to_unit(patches)
+    return images[..., None] if images.ndim == 3 else images
 
 
 def fixed_images(patchset, count: int, config: CycleGANTrainConfig, seed: int) -> np.ndarray:
     """Up to `count` centre crops of tiles, fixed by the seed, [N, S, S, channels] in [0, 1]."""
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(patchset), min(count, len(patchset)), replace=False))
-    images = _center_crop(blots.to_unit(patchset.patches[index]), config.model.image_size)
-    return images[..., None] if images.ndim == 3 else images
+    return as_model_images(center_crop(patchset.patches[index], config.model.image_size))
 
 
 def _predict(network: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
@@ -117,24 +192,23 @@ class CycleGANMonitor(common.GANMonitor):
 def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
     """Train (or resume) and return the model_dir. See `python -m keras_forensics.train cyclegan --help`."""
     # The data first: a mistyped folder must not leave a model_dir behind (see training/wgan.py).
-    domain_a, depth_a = load_domain(config.domain_a, config, blots.BlotStyle.clean(), config.seed, "--domain_a")
-    domain_b, depth_b = load_domain(config.domain_b, config, blots.BlotStyle.overexposed(), config.seed + 1,
-                                    "--domain_b")
+    domain_a, domain_b, bit_depth = load_domains(config)
     for domain in (domain_a, domain_b):
         domain.split(config.split_fractions, seed=config.seed)  # too few source images: an error now
     model_dir, config, _ = common.prepare_model_dir("cyclegan", model_dir, config)
     keras.utils.set_random_seed(config.seed)
-    demo = not config.domain_a
     split_a = common.split_by_group(domain_a, config.split_fractions, config.seed, model_dir / "split_a.json")
     split_b = common.split_by_group(domain_b, config.split_fractions, config.seed, model_dir / "split_b.json")
     logger.info("tiles: a %s, b %s", len(split_a["train"]), len(split_b["train"]))
     model_config = config.model
+    names_a, names_b = domain_names(config)
     artifacts.write_info(model_dir, {
         "kind": "cyclegan", "image_size": model_config.image_size, "channels": model_config.channels,
-        "down_blocks": model_config.down_blocks, "bit_depth": max(depth_a, depth_b), "upsampling": model_config.upsampling,
-        "domain_a": list(config.domain_a) or [f"embedded demo: {DEMO_DOMAINS[0]} rendered blots"],
-        "domain_b": list(config.domain_b) or [f"embedded demo: {DEMO_DOMAINS[1]} rendered blots"],
-        "seed": config.seed})
+        "down_blocks": model_config.down_blocks, "bit_depth": bit_depth, "upsampling": model_config.upsampling,
+        "domain_a": names_a, "domain_b": names_b, "seed": config.seed,
+        # What `evaluate cyclegan` needs to rebuild the held-out tiles of both domains.
+        "data": data_record(config), "splits": {"a": read_split(model_dir / "split_a.json"),
+                                                "b": read_split(model_dir / "split_b.json")}})
 
     steps_per_epoch = config.validate_every
     epochs = common.epochs_for(config.steps, steps_per_epoch)
@@ -161,8 +235,7 @@ def train(config: CycleGANTrainConfig, model_dir=None) -> Path:
         "wall_time_s_this_run": round(wall, 1),
         "wall_time_s_total": wall_time.total(),
         "validation": monitor.measure(),
-        "domains": {"a": "clean rendered blots" if demo else list(config.domain_a),
-                    "b": "overexposed rendered blots" if demo else list(config.domain_b)},
+        "domains": {"a": names_a, "b": names_b},
         "train_tiles": {"a": len(split_a["train"]), "b": len(split_b["train"])},
         "sample_grid": str(final_grid),
     }

@@ -2,8 +2,10 @@
 
 model_dir holds what every trainer writes (config.json, split.json, checkpoints/, logs/,
 metrics.json; see training/common.py) plus model.keras (the final WGAN), generator.json (what
-`generate` needs: latent size, resolution, bit depth of the data, the held-out groups) and
-samples/ (the fixed-noise sample grid as PNG every `sample_every` steps).
+`generate` needs: latent size, resolution, bit depth of the data, the split's groups) and
+samples/ (the fixed-noise sample grid as PNG every `sample_every` steps). With --ema_decay, the
+samples, the validation figures, the final test figures and the export all come from the moving
+average of the generator's weights (`WGAN.sampling_generator`).
 
 TensorBoard (`tensorboard --logdir runs`): train_step/wasserstein (the critic's estimate of the
 Wasserstein distance, Wang et al.'s Figure 1B), train_step/gradient_penalty, the losses, every
@@ -13,9 +15,7 @@ too) and quality/spectral_distance against the validation blots every `validate_
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 
 import keras
@@ -83,14 +83,16 @@ def build_model(config: WGANTrainConfig, total_steps: int, precision: str | None
 
 
 def float32_copy(model: WGAN, config: WGANTrainConfig, total_steps: int) -> WGAN:
-    """`model` rebuilt in float32 with its weights: what model.keras holds, so that generation,
-    evaluation and export compute in float32 (and 16-bit output keeps its precision) whatever
-    precision trained it."""
+    """`model` rebuilt in float32 with its weights (the moving average too): what model.keras
+    holds, so that generation, evaluation and export compute in float32 (and 16-bit output keeps
+    its precision) whatever precision trained it."""
     if config.precision == "float32":
         return model
     copy = build_model(config, total_steps, precision="float32")
     copy.generator.set_weights(model.generator.get_weights())
     copy.critic.set_weights(model.critic.get_weights())
+    if model.ema_generator is not None:
+        copy.ema_generator.set_weights(model.ema_generator.get_weights())
     return copy
 
 
@@ -118,12 +120,12 @@ class WGANMonitor(common.GANMonitor):
         self.validation_noise = sample_noise(len(validation), latent, config.seed + 8)
 
     def write_samples(self, step: int) -> Path:
-        grid = image_grid(generate_images(self.model.generator, self.grid_noise), self.config.sample_grid)
+        grid = image_grid(generate_images(self.model.sampling_generator, self.grid_noise), self.config.sample_grid)
         self.write_image("samples", grid, step)
         return write_png(self.model_dir / "samples" / f"step_{step:07d}.png", grid, self.bit_depth)
 
     def measure(self) -> dict:
-        fake = generate_images(self.model.generator, self.validation_noise)
+        fake = generate_images(self.model.sampling_generator, self.validation_noise)
         return gan_quality.compare(self.validation, fake, seed=self.config.seed, **swd_options(self.config))
 
 
@@ -136,10 +138,14 @@ def generator_info(config: WGANTrainConfig, bit_depth: int, split: dict) -> dict
     model = config.model
     return {"kind": "wgan", "latent_dim": model.latent_dim, "resolution": model.resolution,
             "channels": model.channels, "bit_depth": bit_depth, "upsampling": model.upsampling,
+            "upsampling_interpolation": model.upsampling_interpolation, "generator_padding": model.generator_padding,
+            "noise_injection": model.noise_injection, "diffaugment": list(model.diffaugment),
+            "ema_decay": model.ema_decay,
             "data": list(config.data), "data_absolute": [str(Path(folder).resolve()) for folder in config.data],
             "data_scale": config.data_scale, "polarity": config.polarity,
             "group_by": config.group_by, "patch_stride": config.patch_stride, "min_std": config.min_std,
-            "synthetic_count": config.synthetic_count, "seed": config.seed, "test_groups": split["test"]}
+            "synthetic_count": config.synthetic_count, "seed": config.seed, "test_groups": split["test"],
+            "validation_groups": split["validation"], "train_groups": split["train"]}
 
 
 def train(config: WGANTrainConfig, model_dir=None) -> Path:
@@ -175,7 +181,7 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
     monitor.set_model(model)
     final_grid = monitor.write_samples(steps)
     test = fixed_real_images(splits["test"], config.validation_images, config.seed + 2)
-    fake = generate_images(model.generator, sample_noise(len(test), config.model.latent_dim, config.seed + 9))
+    fake = generate_images(model.sampling_generator, sample_noise(len(test), config.model.latent_dim, config.seed + 9))
     reference = fixed_real_images(splits["train"], len(test), config.seed + 3)
     metrics = {
         "steps": steps,
@@ -200,8 +206,16 @@ def train(config: WGANTrainConfig, model_dir=None) -> Path:
     return model_dir
 
 
-def _real_blots_of(info: dict, data: tuple[str, ...] | None):
-    """(held-out real images, other real images or None) for a generator's generator.json."""
+def real_blot_sets(info: dict, data: tuple[str, ...] | None = None) -> dict:
+    """The real blots a generator is measured against, from its generator.json: {"held_out": the
+    held-out test groups' tiles, "others": every other tile (train and validation), "train":
+    the training groups' tiles, "validation": the validation groups' tiles}, each a PatchSet (or
+    None when unknown). With `data` folders: "held_out" is every tile of them, the rest None.
+
+    The training data folder is found as recorded (relative to the working directory), else by
+    its absolute path. Runs from before generator.json listed the train and validation groups
+    get them by splitting again with the run's seed, used only if that reproduces its test groups.
+    """
     from keras_forensics.config import WGANConfig
 
     channels = int(info["channels"])
@@ -213,7 +227,7 @@ def _real_blots_of(info: dict, data: tuple[str, ...] | None):
                                  data=tuple(data), data_scale=info.get("data_scale", 0.5),
                                  polarity=info.get("polarity", "auto"))
         patchset, _ = load_blots(config)
-        return as_model_images(patchset.patches), None
+        return {"held_out": patchset, "others": None, "train": None, "validation": None}
     folders = [folder if Path(folder).is_dir() else absolute
                for folder, absolute in zip(info["data"], info.get("data_absolute", info["data"]))]
     config = WGANTrainConfig(
@@ -225,53 +239,17 @@ def _real_blots_of(info: dict, data: tuple[str, ...] | None):
     if missing:
         raise ForensicsError(f"the training data {missing[0]} is not here; pass --data DIR with held-out blots")
     patchset, _ = load_blots(config)
-    test = [name for name in info["test_groups"] if name in patchset.names]
+    known = set(patchset.names)
+    test = [name for name in info["test_groups"] if name in known]
     if not test:
         raise ForensicsError("none of the generator's held-out groups are in its training data; pass --data DIR")
     others = [name for name in patchset.names if name not in set(test)]
-    return as_model_images(patchset.subset(test).patches), as_model_images(patchset.subset(others).patches)
-
-
-def evaluate(model, data: tuple[str, ...] | None = None, n: int = 512, seed: int = 0, out=None,
-             batch_size: int = 64) -> dict:
-    """SWD and spectral distance of `n` generated images against held-out real blots.
-
-    The real blots are the generator's own held-out test groups (rebuilt from generator.json and
-    its training data folder), or every tile of --data folders. Where the other real blots are
-    available, the same figures for real vs real ("*_real_reference") show the floor.
-    Writes JSON to `out` (default: evaluation.json in a run folder, else wgan_evaluation.json)
-    and, beside it, <stem>_real_vs_generated.png: held-out real blots (top half) above generated
-    ones (bottom half), to judge by eye.
-    """
-    loaded = artifacts.load_generator(model, "wgan")
-    real, reference = _real_blots_of(loaded.info, tuple(data) if data else None)
-    rng = np.random.default_rng(seed)
-    real = real[np.sort(rng.choice(len(real), min(n, len(real)), replace=False))]
-    if reference is not None:
-        reference = reference[np.sort(rng.choice(len(reference), min(len(real), len(reference)), replace=False))]
-    noise = sample_noise(len(real), int(loaded.info["latent_dim"]), seed + 1)
-    fake = np.concatenate([loaded.sample(noise[start:start + batch_size])
-                           for start in range(0, len(noise), batch_size)])
-    started = time.perf_counter()
-    result = gan_quality.compare(real, fake, reference=reference, seed=seed)
-    result.update({"real_images": len(real), "generated_images": len(fake), "model": str(loaded.source),
-                   "seconds": round(time.perf_counter() - started, 2)})
-    source = Path(model)
-    default = source / "evaluation.json" if (source / "config.json").exists() else Path("wgan_evaluation.json")
-    out = Path(out) if out else default
-    result["out"] = str(out)
-    picture = out.with_name(f"{out.stem}_real_vs_generated.png")
-    result["picture"] = str(write_comparison(picture, real, fake))
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return result
-
-
-def write_comparison(path, real, fake, columns: int = 8, rows: int = 3, seed: int = 0) -> Path:
-    """PNG of `rows` rows of real images (drawn at random) above `rows` rows of generated ones,
-    on a grey grid (the blots' white background must not hide the tile borders)."""
-    count = min(columns * rows, len(real), len(fake))
-    chosen = np.random.default_rng(seed).choice(len(real), count, replace=False)
-    top = image_grid(real[chosen], columns, gap=4, background=0.5)
-    bottom = image_grid(fake[:count], columns, gap=4, background=0.5)
-    band = np.full((max(12, top.shape[0] // 30), top.shape[1], top.shape[2]), 0.5, np.float32)
-    return write_png(path, np.concatenate([top, band, bottom]), 8)
+    if "train_groups" in info:
+        split = {"train": info["train_groups"], "validation": info["validation_groups"]}
+    else:
+        split = patchset.split(config.split_fractions, seed=config.seed)
+        if sorted(split["test"]) != sorted(info["test_groups"]):
+            split = {"train": None, "validation": None}
+    parts = {name: None if groups is None else patchset.subset([g for g in groups if g in known])
+             for name, groups in split.items() if name in ("train", "validation")}
+    return {"held_out": patchset.subset(test), "others": patchset.subset(others), **parts}

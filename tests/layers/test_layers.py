@@ -9,12 +9,12 @@ import tensorflow as tf
 import keras_forensics.layers as layers_package
 from conftest import run_layer_test
 from keras_forensics.layers import (AzimuthalSpectrum, CosineDistance, DihedralOrbit, GeMPooling, ImagePool,
-                                    LocalResponseNormalization, LogSpectrum, OrbitMean, PixelNormalization,
-                                    ReflectionPadding2D, WeightedL1Distance)
+                                    LocalResponseNormalization, LogSpectrum, NoiseInjection, OrbitMean,
+                                    PixelNormalization, ReflectionPadding2D, WeightedL1Distance)
 
 #: The layers this file tests; the last test checks that none is missing.
 TESTED = {AzimuthalSpectrum, CosineDistance, DihedralOrbit, GeMPooling, ImagePool, LocalResponseNormalization,
-          LogSpectrum, OrbitMean, PixelNormalization, ReflectionPadding2D, WeightedL1Distance}
+          LogSpectrum, NoiseInjection, OrbitMean, PixelNormalization, ReflectionPadding2D, WeightedL1Distance}
 
 
 def _unit(x):
@@ -123,6 +123,29 @@ def test_cosine_distance_is_one_at_the_threshold_and_squared_l2_of_weighted(tmp_
 
 # ---------------------------------------------------------------------------------------------
 # augmentations and sampling
+
+
+def test_noise_injection_starts_as_the_identity_and_adds_standard_normal_noise_fixed_by_the_latent(tmp_path, rng):
+    features = rng.random((4, 16, 16, 3)).astype("float32")
+    latent = rng.normal(size=(4, 8)).astype("float32")
+    layer = NoiseInjection(salt=3)
+    np.testing.assert_array_equal(run_layer_test(layer, [features, latent], (4, 16, 16, 3), tmp_path), features)
+    layer = NoiseInjection(salt=3, initial_strength=1.0)
+    noise = (layer([features, latent]).numpy() - features)
+    # One map per sample, scaled per channel: the three channels carry the same noise.
+    np.testing.assert_allclose(noise[..., 0], noise[..., 2], atol=1e-6)
+    assert noise.mean() == pytest.approx(0.0, abs=0.05) and noise.std() == pytest.approx(1.0, abs=0.05)
+    flat = noise[..., 0].reshape(4, -1)
+    assert np.abs(np.corrcoef(flat)[np.triu_indices(4, 1)]).max() < 0.2  # samples differ
+    assert abs(np.corrcoef(noise[:, :, :-1, 0].ravel(), noise[:, :, 1:, 0].ravel())[0, 1]) < 0.1  # white
+    # A function of the latent vector: the same input, the same noise; another salt, other noise.
+    np.testing.assert_array_equal(layer([features, latent]).numpy() - features, noise)
+    other = NoiseInjection(salt=4, initial_strength=1.0)([features, latent]).numpy() - features
+    assert abs(np.corrcoef(other.ravel(), noise.ravel())[0, 1]) < 0.1
+    layer.strength.assign([0.0, 2.0, 0.5])
+    scaled = layer([features, latent]).numpy() - features
+    np.testing.assert_allclose(scaled[..., 1], 2.0 * noise[..., 0], atol=1e-5)
+    assert np.all(scaled[..., 0] == 0)
 
 
 def test_every_custom_layer_is_tested():

@@ -39,3 +39,19 @@ def test_laplacian_pyramid_sums_back_to_the_image(blots):
     for detail in reversed(levels[:-1]):
         image = detail + quality._upsample(image, detail.shape)
     np.testing.assert_allclose(image.numpy()[..., 0], blots, atol=1e-5)
+
+
+def test_periodic_peak_sees_block_lattices_and_nothing_in_smooth_images():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    smooth = gaussian_filter(rng.random((32, 64, 64)), (0, 2, 2)).astype(np.float32)
+    assert abs(quality.periodic_peak(smooth, 8)) < 0.1
+    # A faint pattern repeating every 8 px: peaks at the lattice frequencies.
+    pattern = np.tile(rng.random((8, 8)), (8, 8))[None].astype(np.float32)
+    assert quality.periodic_peak(smooth + 0.05 * pattern, 8) > 0.5
+    # Nearest-neighbour up-sampling by 8 (8 px blocks): the spectrum vanishes there, troughs.
+    blocks = np.repeat(np.repeat(rng.random((32, 8, 8)), 8, axis=1), 8, axis=2).astype(np.float32)
+    assert quality.periodic_peak(blocks, 8) < -0.3
+    with pytest.raises(Exception, match="period"):
+        quality.periodic_peak(smooth, 6)

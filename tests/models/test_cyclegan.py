@@ -92,3 +92,68 @@ def test_embedded_demo_domains_are_clean_and_overexposed_blots_and_refuse_rgb():
     rgb = CycleGANTrainConfig(model=CycleGANConfig(**{**TINY.__dict__, "channels": 3}))
     with pytest.raises(ForensicsError, match="grayscale"):
         load_domain((), rgb, BlotStyle.clean(), 0, "--domain_a")
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 16: real blots to overexposed versions of themselves, and the realism figures
+
+
+def test_overexposure_saturates_bands_greys_the_membrane_and_keeps_the_type():
+    from keras_forensics.data.blots import overexpose, quantize, render_blots
+
+    blots = render_blots(4, 32, seed=0)
+    exposed = overexpose(blots, gain=2.0, spread=0.0)
+    np.testing.assert_allclose(exposed, 1.0 - np.clip(2.0 * (1.0 - blots), 0, 1), atol=1e-6)
+    assert (exposed == 0).mean() > (blots == 0).mean()  # band cores clip to black
+    assert np.all(exposed <= blots + 1e-6)  # never lighter
+    stored = quantize(blots, 8)
+    assert overexpose(stored).dtype == np.uint8 and overexpose(quantize(blots, 16)).dtype == np.uint16
+    # Spreading blurs the darkness first: a single dark pixel bleeds into its neighbours.
+    dot = np.ones((1, 9, 9), np.float32)
+    dot[0, 4, 4] = 0.0
+    spread = overexpose(dot, gain=1.0, spread=1.0)
+    assert spread[0, 4, 4] > 0.5 and spread[0, 4, 5] < 1.0 and spread[0, 0, 0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_domain_b_from_a_is_checked():
+    from keras_forensics.config import CycleGANTrainConfig
+    from keras_forensics.errors import ForensicsError
+
+    with pytest.raises(ForensicsError, match="not both"):
+        CycleGANTrainConfig(domain_a=("a",), domain_b=("b",), domain_b_from_a="overexposed")
+    with pytest.raises(ForensicsError, match="domain_b_from_a must be"):
+        CycleGANTrainConfig(domain_a=("a",), domain_b_from_a="sepia")
+    assert CycleGANTrainConfig(domain_a=("a",), domain_b_from_a="overexposed").domain_b == ()
+
+
+def test_a_run_on_blots_and_their_overexposed_selves_reports_cycle_paired_and_realism_figures(tmp_path):
+    import dataclasses
+    import json
+
+    from keras_forensics.config import CycleGANTrainConfig
+    from keras_forensics.data.blots import overexpose
+    from keras_forensics.errors import ForensicsError
+    from keras_forensics.evaluation.gan import evaluate_cyclegan
+    from keras_forensics.evaluation.two_sample import CLASSIFIER, TwoSampleOptions
+    from keras_forensics.training import cyclegan as trainer
+    from test_wgan import write_blots  # same folder: pytest puts it on the path
+
+    folder = write_blots(tmp_path / "blots", count=6)
+    config = CycleGANTrainConfig(model=TINY, domain_a=(str(folder),), domain_b_from_a="overexposed", steps=2,
+                                 validate_every=2, sample_every=2, validation_images=4, min_std=0.0)
+    run = trainer.train(config, tmp_path / "run")
+    info = json.loads((run / "generator.json").read_text())
+    assert info["splits"]["a"] == info["splits"]["b"] and "overexposed" in info["domain_b"][0]
+    _, parts = trainer.held_out_domains(info)
+    np.testing.assert_array_equal(parts["b"]["test"].patches, overexpose(parts["a"]["test"].patches))
+
+    options = TwoSampleOptions(folds=2, steps=5, batch_size=4, crop_size=16,
+                               classifier=dataclasses.replace(CLASSIFIER, filters=(4, 8), spectrum_filters=(4,)))
+    result = evaluate_cyclegan(str(run), n=8, options=options)
+    for figure in ("swd", "spectral_distance", "two_sample_auc", "memorisation_ratio"):
+        assert np.isfinite(result[figure]) and np.isfinite(result[f"{figure}_real_reference"]), figure
+    assert result["cycle_consistency_error"] == pytest.approx(result["cycle_error_a"] + result["cycle_error_b"])
+    assert 0 < result["paired_error_identity"] < 1 and 0 <= result["paired_error_a_to_b"] < 1
+    assert (run / "evaluation.json").exists() and result["domain_b_from_a"] == "overexposed"
+    with pytest.raises(ForensicsError, match="no record of its data"):
+        trainer.held_out_domains({"kind": "cyclegan"})

@@ -1,4 +1,7 @@
-"""WGAN-GP sanity: what learns when, the gradient penalty, finite losses, saving."""
+"""WGAN-GP sanity: what learns when, the gradient penalty, finite losses, saving; issue 16's
+realistic generator, DiffAugment, the moving average and the realism figures."""
+
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -177,6 +180,7 @@ def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path, capsys):
     from keras_forensics import generate
     from keras_forensics.data.io import file_bit_depth
     from keras_forensics.errors import ForensicsError
+    from keras_forensics.evaluation.gan import evaluate_wgan
     from keras_forensics.training import wgan as trainer
 
     config = tiny_train_config(write_blots(tmp_path / "blots", bit_depth=16))
@@ -196,7 +200,7 @@ def test_training_resumes_and_16_bit_blots_give_16_bit_fakes(tmp_path, capsys):
 
     result = generate.generate_wgan(str(run), n=3, out=str(tmp_path / "fakes"))
     assert result["bit_depth"] == 16 and file_bit_depth(tmp_path / "fakes" / "fake_00002.png") == 16
-    evaluation = trainer.evaluate(str(run), n=8)
+    evaluation = evaluate_wgan(str(run), n=8, two_sample=False)
     assert np.isfinite(evaluation["swd"]) and np.isfinite(evaluation["spectral_distance"])
     assert (run / "evaluation.json").exists()
     picture = np.asarray(Image.open(evaluation["picture"]))  # real blots above generated ones
@@ -240,3 +244,183 @@ def test_user_mistakes_give_one_line_errors_and_leave_no_model_dir(tmp_path, cap
         generate.translate_cyclegan(str(tmp_path / "run"), str(gray), direction="a2b")
     with pytest.raises(ForensicsError, match="no such file or folder"):
         generate.generate_wgan(str(tmp_path / "nowhere"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 16: the realistic generator (no blocks, no frame), DiffAugment, the moving average
+
+
+REALISTIC = WGANConfig(**{**TINY.__dict__, "upsampling_interpolation": "bilinear", "generator_padding": "reflect",
+                          "noise_injection": True, "diffaugment": ("color", "translation", "cutout"),
+                          "ema_decay": 0.5})
+
+
+def test_the_realistic_generator_pads_every_conv_by_reflection_and_up_samples_bilinearly():
+    from keras_forensics.config import WGAN_PRESETS
+    from keras_forensics.layers import NoiseInjection, ReflectionPadding2D
+
+    model = dataclasses_replace(WGAN_PRESETS["realistic"]["model"], generator_width=2, generator_max_filters=8)
+    generator = build_generator(model)
+    convs = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert not any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in generator.layers)
+    spatial = [layer for layer in convs if layer.kernel_size != (1, 1)]
+    assert len(spatial) == 2 * model.stages + 1  # two per block, and the output conv
+    for layer in spatial:  # no conv pads with zeros: each reads a reflection-padded input
+        assert layer.padding == "valid"
+        padding = generator.get_layer(f"{layer.name}_pad")
+        assert isinstance(padding, ReflectionPadding2D) and layer.input is padding.output
+    assert {layer.interpolation for layer in generator.layers if isinstance(layer, keras.layers.UpSampling2D)} == \
+        {"bilinear"}
+    assert sum(isinstance(layer, NoiseInjection) for layer in generator.layers) == 2 * model.stages
+    assert generator.output_shape == (None, 128, 128, 1)
+    # The legacy "shipped" generator (saved_models/wgan/1) is unchanged: zero padding, nearest, no noise.
+    legacy = build_generator(dataclasses_replace(WGAN_PRESETS["shipped"]["model"], generator_width=2,
+                                                 generator_max_filters=8))
+    assert not any(isinstance(layer, (ReflectionPadding2D, NoiseInjection)) for layer in legacy.layers)
+    assert all(layer.padding == "same" for layer in legacy.layers if isinstance(layer, keras.layers.Conv2D))
+
+
+def test_at_init_resize_conv_output_has_no_8_or_16_px_periodic_peak_unlike_transposed():
+    from keras_forensics.metrics.gan_quality import periodic_peak
+    from keras_forensics.models.wgan import sample_noise
+
+    base = WGANConfig(resolution=128, generator_width=4, generator_max_filters=32)
+    noise = sample_noise(24, base.latent_dim, 0)
+    peaks = {}
+    for name, config in (("realistic", dataclasses_replace(base, upsampling_interpolation="bilinear",
+                                                             generator_padding="reflect", noise_injection=True)),
+                         ("transposed", dataclasses_replace(base, upsampling="transposed"))):
+        keras.utils.set_random_seed(0)
+        images = build_generator(config)(noise).numpy()
+        peaks[name] = [periodic_peak(images, period) for period in (8, 16)]
+    assert max(abs(peak) for peak in peaks["realistic"]) < 0.05, peaks
+    assert min(peaks["transposed"]) > 0.2, peaks  # the measure does see a checkerboard
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def test_the_moving_average_starts_as_the_generator_then_lags_it_by_the_warm_up_decay(tmp_path):
+    model = tiny_wgan(REALISTIC)
+    average, raw = model.ema_generator, model.generator
+    assert average is not raw and model.sampling_generator is average
+    for a, b in zip(average.weights, raw.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    before = [keras.ops.convert_to_numpy(w) for w in raw.weights]
+    model.train_step(tf.constant(real_batches(REALISTIC)))
+    after = [keras.ops.convert_to_numpy(w) for w in raw.weights]
+    decay = min(REALISTIC.ema_decay, 2 / 11)  # (1 + t) / (10 + t) after the first generator step
+    for a, old, new in zip(average.weights, before, after):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), decay * old + (1 - decay) * new, atol=1e-6)
+    for step in range(4):
+        model.train_step(tf.constant(real_batches(REALISTIC, seed=10 + step)))
+    kernel = [i for i, w in enumerate(raw.weights) if w.path.endswith("dense/kernel")][0]
+    start = before[kernel]
+    now, smoothed = (keras.ops.convert_to_numpy(net.weights[kernel]) for net in (raw, average))
+    # It differs from the raw weights, and stays between them and where they came from.
+    assert np.abs(smoothed - now).max() > 1e-5
+    assert np.abs(smoothed - now).mean() < np.abs(start - now).mean()
+    noise = np.random.default_rng(1).normal(size=(2, REALISTIC.latent_dim)).astype(np.float32)
+    np.testing.assert_array_equal(model(noise).numpy(), average(noise).numpy())
+    # The average is part of the weights a checkpoint holds, so a resumed run continues it.
+    model.save_weights(tmp_path / "checkpoint.weights.h5")
+    resumed = tiny_wgan(REALISTIC, seed=1)
+    resumed.load_weights(tmp_path / "checkpoint.weights.h5")
+    np.testing.assert_array_equal(resumed(noise).numpy(), average(noise).numpy())
+    assert int(resumed.generator_optimizer.iterations) == 5
+
+
+def test_diffaugment_reaches_the_critic_for_real_and_fake_and_the_step_stays_finite():
+    class Recording(keras.Model):
+        """The critic, keeping every batch it is shown."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.seen = inner, []
+
+        def call(self, images, training=False):
+            self.seen.append(keras.ops.convert_to_numpy(images))
+            return self.inner(images, training=training)
+
+    model = tiny_wgan(dataclasses_replace(REALISTIC, diffaugment=("cutout",)))
+    model.critic = Recording(model.critic)
+    model.critic_step(tf.constant(real_batches(REALISTIC)[0]))
+    real, fake = model.critic.seen[:2]  # the critic's first two calls: the real batch, then the fake one
+    assert (real == 0.5).mean() > 0.05 and (fake == 0.5).mean() > 0.05  # both carry cutout squares
+    logs = tiny_wgan(REALISTIC).train_step(tf.constant(real_batches(REALISTIC)))
+    assert all(np.isfinite(float(value)) for value in logs.values())
+
+
+def test_new_fields_are_range_checked_and_old_configs_load_as_the_legacy_model():
+    from keras_forensics import config as config_lib
+    from keras_forensics.config import WGAN_PRESETS, WGANTrainConfig
+    from keras_forensics.errors import ForensicsError
+
+    for field, value, message in (("ema_decay", 1.0, "ema_decay"), ("diffaugment", ("zoom",), "diffaugment"),
+                                  ("generator_padding", "circular", "generator_padding"),
+                                  ("diffaugment_translation", 0.7, "diffaugment_translation")):
+        with pytest.raises(ForensicsError, match=message):
+            config_lib.replace(WGANConfig(), **{field: value})
+    shipped = config_lib.replace(WGANTrainConfig(), **WGAN_PRESETS["shipped"])
+    old = config_lib.to_dict(shipped)
+    for field in ("generator_padding", "noise_injection", "diffaugment", "diffaugment_translation",
+                  "diffaugment_cutout", "ema_decay"):
+        del old["model"][field]  # a config.json written before issue 16
+    assert config_lib.from_dict(WGANTrainConfig, old) == shipped
+    assert (shipped.model.ema_decay, shipped.model.diffaugment, shipped.model.generator_padding) == (0.0, (), "zero")
+    realistic = config_lib.replace(WGANTrainConfig(), **WGAN_PRESETS["realistic"])
+    assert realistic.model.resolution == 128 and realistic.model.ema_decay == 0.999 and realistic.flip
+    assert realistic.model.diffaugment == ("color", "translation", "cutout")
+    assert realistic.data == ("../shared/data/western_blots/real",) and realistic.export_base == "saved_models"
+    assert config_lib.replace(WGANTrainConfig(), diffaugment="color,cutout").model.diffaugment == ("color", "cutout")
+
+
+def test_the_shipped_generator_1_still_loads_and_samples():
+    from pathlib import Path
+
+    from keras_forensics import artifacts
+
+    shipped = Path(__file__).resolve().parents[2] / "saved_models" / "wgan" / "1"
+    if not shipped.is_dir():
+        pytest.skip("saved_models/wgan/1 is not in this checkout")
+    loaded = artifacts.load_generator(shipped, "wgan")
+    images = loaded.sample(np.zeros((2, 128), np.float32))
+    assert images.shape == (2, 128, 128, 1) and 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_a_realistic_run_exports_its_moving_average_and_reports_the_four_figures(tmp_path):
+    import dataclasses
+    import json
+
+    from keras_forensics import artifacts
+    from keras_forensics.evaluation.gan import evaluate_wgan
+    from keras_forensics.evaluation.two_sample import CLASSIFIER, TwoSampleOptions
+    from keras_forensics.serving import export as exporting
+    from keras_forensics.training import wgan as trainer
+
+    config = tiny_train_config(write_blots(tmp_path / "blots", count=6), model=REALISTIC, steps=2)
+    run = trainer.train(config, tmp_path / "run")
+    model = artifacts.load_keras(run / "model.keras")
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 2 and model.ema_generator is not None
+    exported = exporting.export_generator("wgan", run, export_base=tmp_path / "saved", version=1)
+    served = artifacts.load_generator(exported, "wgan")
+    noise = np.random.default_rng(0).normal(size=(2, REALISTIC.latent_dim)).astype(np.float32)
+    np.testing.assert_allclose(served.sample(noise), model.ema_generator(noise).numpy(), atol=1e-5)
+    assert np.abs(served.sample(noise) - model.generator(noise).numpy()).max() > 1e-4  # not the raw weights
+    info = json.loads((run / "generator.json").read_text())
+    assert info["ema_decay"] == 0.5 and info["train_groups"] and info["validation_groups"]
+
+    options = TwoSampleOptions(folds=2, steps=5, batch_size=4, crop_size=16,
+                               classifier=dataclasses.replace(CLASSIFIER, filters=(4, 8), spectrum_filters=(4,)))
+    result = evaluate_wgan(str(exported), n=8, options=options, out=tmp_path / "evaluation.json")
+    for figure in ("swd", "spectral_distance", "two_sample_auc", "memorisation_ratio"):
+        assert np.isfinite(result[figure]) and np.isfinite(result[f"{figure}_real_reference"]), figure
+    assert set(result["targets"]) == {"swd_vs_floor", "spectral_distance_vs_floor", "two_sample_auc",
+                                      "memorisation_ratio"}
+    assert result["memorisation_size"] == 16 and "periodic_peak_8" in result
+    key = "".join(result["shuffled_key"]).replace(" ", "")
+    assert sorted(set(key)) == ["G", "R"] and key.count("G") == key.count("R")
+    assert json.loads(Path(result["out"]).read_text())["two_sample_auc"] == result["two_sample_auc"]
