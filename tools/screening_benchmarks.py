@@ -354,11 +354,14 @@ def _one_file_per_group(folder: Path) -> dict[str, Path]:
     return chosen
 
 
-def archive_sources(data, split_json=None, seed: int = 0, workspace=None, test_share: float = 0.1):
-    """(test files, other files, what the split is): one micrograph per field group of
-    ARCHIVE_FOLDERS under `data`. The test split is `split_json`'s "test" groups (a training run's
-    split.json, read by make_real_cases.split_files); without it, a share `test_share` of the
-    groups drawn with `seed` (written to workspace/split.json, so the same function reads it)."""
+def archive_sources(data, split_json=None, seed: int = 0, workspace=None, test_share: float = 0.1,
+                    split: str = "test"):
+    """(planted files, other files, what the split is): one micrograph per field group of
+    ARCHIVE_FOLDERS under `data`. The planted files are `split_json`'s `split` groups (a training
+    run's split.json, read by make_real_cases.split_files; "test" for the reported figures,
+    "validation" to choose settings on); without it, a share `test_share` of the groups drawn
+    with `seed` (written to workspace/split.json, so the same function reads it). A validation
+    archive takes no distractors from the test split, so choosing on it never sees a test image."""
     import json
 
     from make_real_cases import split_files
@@ -368,11 +371,15 @@ def archive_sources(data, split_json=None, seed: int = 0, workspace=None, test_s
     if not folders:
         raise SystemExit(f"{data}: none of {', '.join(ARCHIVE_FOLDERS)} (../shared/data is needed)")
     groups = {group: path for folder in folders for group, path in _one_file_per_group(folder).items()}
+    if split not in ("test", "validation"):
+        raise SystemExit(f"--split must be test or validation, got {split!r}")
     if split_json:
         split_path = Path(split_json)
         if not split_path.is_file():
             raise SystemExit(f"--split_json {split_path}: no such file (a training run's split.json)")
-        note = {"source": str(split_path), "kind": "the training run's test split"}
+        note = {"source": str(split_path), "kind": f"the training run's {split} split"}
+    elif split != "test":
+        raise SystemExit("--split validation needs --split_json (a training run's split.json)")
     else:
         names = sorted(groups)
         order = np.random.default_rng(seed).permutation(len(names))
@@ -381,9 +388,11 @@ def archive_sources(data, split_json=None, seed: int = 0, workspace=None, test_s
         split_path.write_text(json.dumps({"test": test}))
         note = {"source": f"own deterministic split by field group (seed {seed}, {test_share:.0%} of the groups)",
                 "kind": "no --split_json given: the model may have been trained on some of these test images"}
-    test_files = [path for folder in folders for path in split_files(folder, split_path, "test")]
-    test_set = set(test_files)
-    others = [path for path in groups.values() if path not in test_set]
+    test_files = [path for folder in folders for path in split_files(folder, split_path, split)]
+    excluded = set(test_files)
+    if split != "test":  # never a test image, not even as a distractor
+        excluded |= {path for folder in folders for path in split_files(folder, split_path, "test")}
+    others = [path for path in groups.values() if path not in excluded]
     note.update(test_images=len(test_files), other_images=len(others))
     return test_files, others, note
 
@@ -702,6 +711,7 @@ def archive_screen(screener, folder, rows, first, second, workspace) -> tuple[di
     hits = sum((min(row_of(r.a), row_of(r.b)), max(row_of(r.a), row_of(r.b))) in truth for r in reported)
     verified = sum(r.inliers is not None for r in result)
     count = len(rows)
+    missed = _missed_reuses(result, rows, truth, row_of)
     return {
         "method": result.method, "neighbours": screener.neighbours, "threshold": screener.threshold,
         "verifies_every_pair": verifies_every_pair(count, screener.verify_all_max),
@@ -713,7 +723,49 @@ def archive_screen(screener, folder, rows, first, second, workspace) -> tuple[di
         "stage_s": {stage: round(seconds, 2) for stage, seconds in result.timings.items()},
         "wall_s": round(wall, 2), "wall_ms_per_panel": round(1000 * wall / count, 1),
         "peak_mb_above_start": memory.megabytes,
+        "missed": missed,
     }, vectors
+
+
+def _missed_reuses(result, rows, truth, row_of) -> dict:
+    """Why each re-use the screen did not report was missed (not shortlisted; the verifier
+    rejected its transform; found too few inliers; scored below the decision), and by which of
+    make_real_cases' edits, so that the next fix goes where the losses are."""
+    records = {}
+    for record in result:
+        key = (min(row_of(record.a), row_of(record.b)), max(row_of(record.a), row_of(record.b)))
+        records[key] = record
+    reasons: dict[str, int] = {}
+    edits: dict[str, list[int]] = {}  # edit -> [re-uses, missed]
+    examples = []
+    for key in sorted(truth):
+        record = records.get(key)
+        applied = {edit.rstrip("0123456789.") for row in key for edit in rows[row]["edits"].split("+") if edit}
+        for edit in applied or {"none"}:
+            edits.setdefault(edit, [0, 0])[0] += 1
+        if record is not None and record.same:
+            continue
+        if record is None:
+            reason = "not shortlisted"
+        elif record.inliers is None:
+            reason = "shortlisted, not verified"
+        elif record.note.startswith("verifier rejected"):
+            reason = "verifier rejected its transform"
+        else:
+            reason = "below the decision"
+        reasons[reason] = reasons.get(reason, 0) + 1
+        for edit in applied or {"none"}:
+            edits[edit][1] += 1
+        if len(examples) < 12:
+            examples.append({"files": [rows[row]["file"] for row in key],
+                             "edits": [rows[row]["edits"] for row in key], "reason": reason,
+                             "inliers": None if record is None else record.inliers,
+                             "distance": None if record is None else round(float(record.distance), 4),
+                             "combined": None if record is None else round(float(record.combined), 4),
+                             "note": "" if record is None else record.note})
+    return {"count": sum(reasons.values()), "reasons": reasons,
+            "by_edit": {edit: {"reuses": n, "missed": m} for edit, (n, m) in sorted(edits.items())},
+            "examples": examples}
 
 
 def index_benchmark(screener, test_files, other_files, index_n: int, workspace, seed: int = 0,
@@ -810,7 +862,8 @@ def index_benchmark(screener, test_files, other_files, index_n: int, workspace, 
 
 def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: int = 0, neighbours: int = 10,
                       index_n: int = 100000, data=None, groups: int = 100, copies: int = 1,
-                      progress: bool = False, manuscript: int = 50, manuscript_reuses: int = 10) -> dict:
+                      progress: bool = False, manuscript: int = 50, manuscript_reuses: int = 10,
+                      split: str = "test", keep=None) -> dict:
     """`tools/benchmark.py archive` (see there): per archive size, the descriptor's all-pairs AP
     and recall@k next to pHash over 8 orientations, the screen's precision and recall at its
     decision, its stages' wall time and memory; then a manuscript against an index."""
@@ -824,7 +877,7 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
     data = Path(data) if data else Path(__file__).resolve().parents[1].parent / "shared" / "data"
     workspace = Path(tempfile.mkdtemp(prefix="kf_archive_benchmark_"))
     try:
-        test_files, other_files, split = archive_sources(data, split_json, seed, workspace)
+        test_files, other_files, split_note = archive_sources(data, split_json, seed, workspace, split=split)
         screener = Screener.load(model, neighbours=neighbours, progress=progress)
         scorer = screener.scorer
         # warm-up (tracing, first runs of the kernels) at the batch size the screen embeds with
@@ -866,6 +919,8 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
                                                  if phash["ap_all_pairs"] else None),
                 "screen": screen, "process_peak_rss_mb": _process_peak_mb(),
             })
+            if keep:  # the archive (panels/ and manifest.csv), e.g. to fit the combined score on
+                shutil.copytree(folder, Path(keep) / folder.name, dirs_exist_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
         index = (index_benchmark(screener, test_files, other_files, index_n, workspace, seed, manuscript,
                                  manuscript_reuses) if index_n else None)
@@ -873,7 +928,7 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
         shutil.rmtree(workspace, ignore_errors=True)
     return {
         "benchmark": "archive", "model": scorer.source, "metric": scorer.metric,
-        "oriented": screener.oriented, "data": str(data), "split": split, "seed": seed,
+        "oriented": screener.oriented, "data": str(data), "split": split_note, "seed": seed,
         "archive": (f"per N: up to {groups} test-split regions (at most 1/{PLANTED_SHARE} of the panels with "
                     f"their copies), each as it is and re-used {copies}x with "
                     "make_real_cases' OpenCV/Pillow edits, among distractors (other regions of the test "
