@@ -306,7 +306,7 @@ def screen_accuracy(folder: str, calibration_folder: str | None = None, model: s
 
 def archive(n="1000,10000", model: str | None = None, split_json: str | None = None, seed: int = 0,
             neighbours: int = 10, index_n: int = 100000, groups: int = 100, copies: int = 1,
-            data: str | None = None, split: str = "test", keep: str | None = None):
+            data: str | None = None, split: str = "test", keep: str | None = None, normalise: bool = False):
     """Retrieval and screening on an archive of N real panels with planted re-uses, next to pHash.
 
     For each N, an archive of N panels is written to a temporary folder: --groups regions of
@@ -322,11 +322,12 @@ def archive(n="1000,10000", model: str | None = None, split_json: str | None = N
     (0: skip): the index build time and the screen's end-to-end time. --split validation plants
     the validation split's images instead (with no test image anywhere): the archive to choose
     settings on. --keep DIR keeps each archive as DIR/archive_<N>/ (panels/, manifest.csv).
+    --normalise: the screen as `screen --normalise` runs it.
     """
     from screening_benchmarks import archive_benchmark
 
     return _emit(archive_benchmark(_sizes(n), model, split_json, seed, neighbours, index_n, data, groups, copies,
-                                   progress=False, split=split, keep=keep))
+                                   progress=False, split=split, keep=keep, normalise=normalise))
 
 
 def _forward_flops(model, batch: int = 1) -> float:

@@ -134,7 +134,7 @@ def compare(image_a: str, image_b: str, model: str | None = None, turns: bool = 
 def screen(*inputs, out: str, threshold: float | None = None, index: str | None = None, model: str | None = None,
            calibration: str | None = None, neighbours: int = 10, split: str = "pdf", min_panel_size: int = 64,
            method: str = "auto", exact_max: int = 5000, verify_all_max: int = 20000, verify: bool = True,
-           turns: bool = True, groups_in_full: int = 50, normalise: bool = True,
+           turns: bool = True, groups_in_full: int = 50, normalise: bool = False,
            max_pixels: int | None = None) -> str:
     """Screen image files, folders (recursive) and PDFs for re-used panels; write REPORT_DIR.
 
@@ -151,10 +151,10 @@ def screen(*inputs, out: str, threshold: float | None = None, index: str | None 
     --split pdf|all|none: which figures are split into panels. --method auto|exact|flat|hnsw
     (auto: exact up to --exact_max panels, FAISS flat up to 100,000, then FAISS HNSW). Panels are
     compared in all 8 orientations (quarter turns, mirrored), unless the model's embedding is
-    invariant to them; --noturns: as they are. Distances are normalised against the model's
-    background set of unrelated panels when it ships one (SSCD score normalisation: a panel that
-    is close to everything is pushed away, so one threshold means the same in any archive);
-    --nonormalise: the raw distance. --max_pixels N: an image (a PDF image, a TIFF
+    invariant to them; --noturns: as they are. --normalise: distances normalised against the
+    model's background set of unrelated panels (SSCD score normalisation: a panel that is close
+    to everything is pushed away); off by default, as it ranked re-uses worse on the validation
+    archive (README, "Archive"); an --index must have been built the same way. --max_pixels N: an image (a PDF image, a TIFF
     page) above N pixels is skipped with a message before it is decoded (default 100,000,000).
     Exit status 0 when the screen completed (skipped inputs are listed), 1 if no input was
     readable.
@@ -187,11 +187,12 @@ class index:  # noqa: N801 - the command's name on the command line
     """Embed a corpus once, to screen new manuscripts against it: `index build` / `index add`."""
 
     def build(self, *inputs, out: str, model: str | None = None, kind: str = "hnsw", split: str = "pdf",
-              min_panel_size: int = 64, max_pixels: int | None = None) -> dict:
+              min_panel_size: int = 64, max_pixels: int | None = None, normalise: bool = False) -> dict:
         """Embed every panel of INPUT... (files, folders, PDFs) into a new index at --out.
 
         --kind hnsw (approximate, scales to large corpora) or flat (exact). --max_pixels N: images
-        above N pixels are skipped with a message (default 100,000,000).
+        above N pixels are skipped with a message (default 100,000,000). --normalise: rows for
+        `screen --normalise` (the model's background set; see `screen --help`).
         """
         from keras_forensics.screening import index as index_lib
         from keras_forensics.screening.model import load_scorer
@@ -200,7 +201,7 @@ class index:  # noqa: N801 - the command's name on the command line
         _warnings_to_stderr()
         check_options(min_panel_size=min_panel_size, max_pixels=max_pixels)
         result = index_lib.build(_inputs(inputs), out, load_scorer(model), kind=kind, split=split,
-                                 min_size=min_panel_size, max_pixels=max_pixels)
+                                 min_size=min_panel_size, max_pixels=max_pixels, normalise=normalise)
         return _index_summary(result)
 
     def add(self, *inputs, index: str, model: str | None = None, split: str = "pdf",

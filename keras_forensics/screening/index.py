@@ -11,9 +11,10 @@ manuscript with everything indexed before. INDEX_DIR holds:
 * panels/<key>.png: the crops, for the verifier and the report;
 * meta.json: the model that embedded them and its fingerprint (a screen with another model is
   refused: its distances would mean nothing), the index kind and the panel count, and whether
-  the index is `normalised`: built with a model that ships a background set, its rows carry one
-  more coordinate (`background.Background.augment`) so that its searches rank by the normalised
-  distance f_norm, as a screen within the input does.
+  the index is `normalised` (`index build --normalise`, with a model that ships a background
+  set): its rows then carry one more coordinate (`background.Background.augment`) so that its
+  searches rank by the normalised distance f_norm, as `screen --normalise` does within the input;
+  a screen must search an index the way it was built.
 
 Files are read, embedded and written one at a time, so a corpus need not fit in memory; files
 already indexed (same SHA-256) are skipped. Writes go to temporary files renamed into place.
@@ -56,23 +57,26 @@ class ScreeningIndex:
     # -----------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, folder, scorer, kind: str = "hnsw") -> "ScreeningIndex":
+    def create(cls, folder, scorer, kind: str = "hnsw", normalise: bool = False) -> "ScreeningIndex":
         from keras_forensics.screening.pairs import build_faiss_index
 
         folder = Path(folder)
         if (folder / "meta.json").exists():
             raise ForensicsError(f"{folder} already holds an index; use `index add` to extend it")
         (folder / "panels").mkdir(parents=True, exist_ok=True)
-        normalised = scorer.background is not None
+        if normalise and scorer.background is None:
+            raise ForensicsError(f"--normalise: the model has no background set ({BACKGROUND_HELP})")
+        normalised = bool(normalise)
         meta = {"format": FORMAT_VERSION, "model": scorer.source, "fingerprint": scorer.fingerprint().tolist(),
                 "dimension": scorer.dimension, "kind": kind, "count": 0, "normalised": normalised,
                 **scorer.describe()}
         faiss_index = build_faiss_index(None, kind, dimension=scorer.dimension + normalised, metric=scorer.metric)
-        return cls(folder, faiss_index, [], meta, scorer.background)
+        return cls(folder, faiss_index, [], meta, scorer.background if normalised else None)
 
     @classmethod
-    def open(cls, folder, scorer=None) -> "ScreeningIndex":
-        """Open an index; with `scorer`, check it embeds like the model that built the index."""
+    def open(cls, folder, scorer=None, normalised: bool | None = None) -> "ScreeningIndex":
+        """Open an index; with `scorer`, check it embeds like the model that built the index;
+        with `normalised`, that its rows are for that kind of search (`index build --normalise`)."""
         from keras_forensics.screening.model import same_model
         from keras_forensics.screening.pairs import faiss_module
 
@@ -91,6 +95,10 @@ class ScreeningIndex:
         if faiss_index.ntotal != len(table):
             raise ForensicsError(f"{folder}: panels.faiss holds {faiss_index.ntotal} panels but panels.csv "
                                  f"{len(table)}; the index is damaged, rebuild it")
+        if normalised is not None and bool(meta.get("normalised")) != normalised:
+            built, asked = ("with", "without") if meta.get("normalised") else ("without", "with")
+            raise ForensicsError(f"--index {folder} was built {built} --normalise and this screen runs {asked} it; "
+                                 f"screen it {built} --normalise, or rebuild the index")
         background = None if scorer is None else scorer.background
         if meta.get("normalised") and background is None:
             raise ForensicsError(f"--index {folder} holds normalised rows but the model has no background set "
@@ -232,9 +240,10 @@ def _ranks_below(rows: np.ndarray, distances: np.ndarray, k: int) -> np.ndarray:
     return keep
 
 
-def build(inputs, out, scorer, kind: str = "hnsw", **options) -> dict:
-    """`index build`: a new index at `out` holding every panel of `inputs`."""
-    index = ScreeningIndex.create(out, scorer, kind)
+def build(inputs, out, scorer, kind: str = "hnsw", normalise: bool = False, **options) -> dict:
+    """`index build`: a new index at `out` holding every panel of `inputs` (`normalise`: rows
+    for normalised searches, `background.Background.augment`)."""
+    index = ScreeningIndex.create(out, scorer, kind, normalise)
     return index.add(inputs, scorer, **options)
 
 

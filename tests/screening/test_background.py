@@ -3,6 +3,8 @@ screen, index and export paths that carry the background set."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -89,8 +91,9 @@ def test_background_file_round_trip_and_bad_files(tmp_path):
 
 
 def test_a_run_dirs_background_reaches_the_scorer_and_the_screen(tmp_path):
-    """A run dir with background.npz: the scorer loads it, the screen reports normalised
-    distances (all pairs of a small input), and --nonormalise gives the raw ones."""
+    """A run dir with background.npz: the scorer loads it, `screen --normalise` reports
+    normalised distances (all pairs of a small input), and the default gives the raw ones; an
+    index is searched only the way it was built (`index build --normalise` or not)."""
     from screening_helpers import save_gray, skimage_gray, tiny_triplet_model
 
     from keras_forensics.screening.model import load_scorer
@@ -111,8 +114,8 @@ def test_a_run_dirs_background_reaches_the_scorer_and_the_screen(tmp_path):
     for name, crop in {"a": image[:128, :128], "b": image[:128, :120], "c": image[100:228, 100:228]}.items():
         save_gray(tmp_path / f"{name}.png", crop)
     files = [tmp_path / f"{name}.png" for name in "abc"]
-    normalised = Screener(scorer, verify=False, progress=False, split="none").screen(files)
-    raw = Screener(scorer, verify=False, progress=False, normalise=False, split="none").screen(files)
+    normalised = Screener(scorer, verify=False, progress=False, normalise=True, split="none").screen(files)
+    raw = Screener(scorer, verify=False, progress=False, split="none").screen(files)
     position = {panel.key: n for n, panel in enumerate(normalised.panels)}
     offsets = scorer.background.offsets(normalised.vectors[:, 0] if normalised.turns else normalised.vectors)
     by_pair = {frozenset((r.a.key, r.b.key)): r.distance for r in raw}
@@ -121,3 +124,29 @@ def test_a_run_dirs_background_reaches_the_scorer_and_the_screen(tmp_path):
         expected = by_pair[frozenset((record.a.key, record.b.key))] + offsets[position[record.a.key]] \
             + offsets[position[record.b.key]]
         assert record.distance == pytest.approx(max(expected, 0.0), rel=1e-4, abs=1e-5)
+
+    from keras_forensics.errors import ForensicsError
+    from keras_forensics.screening import index as index_lib
+
+    index_lib.build(files[:2], tmp_path / "raw_index", scorer, kind="flat", split="none", progress=False)
+    index_lib.build(files[:2], tmp_path / "normalised_index", scorer, kind="flat", split="none", progress=False,
+                    normalise=True)
+    against_raw = Screener(scorer, verify=False, progress=False, split="none").screen(
+        files[2:], index=tmp_path / "raw_index")
+    against_normalised = Screener(scorer, verify=False, progress=False, normalise=True, split="none").screen(
+        files[2:], index=tmp_path / "normalised_index")
+    # c against the indexed a and b: the same pairs as within the input, in each mode
+    for result, within in ((against_raw, raw), (against_normalised, normalised)):
+        def names(record):
+            return frozenset(Path(panel.file).name for panel in (record.a, record.b))
+
+        expected = {names(r): r.distance for r in within}
+        assert len(result) == 2
+        for record in result:
+            key = names(record)
+            assert record.distance == pytest.approx(expected[key], rel=1e-4, abs=1e-5)
+    with pytest.raises(ForensicsError, match="built without --normalise"):
+        Screener(scorer, verify=False, progress=False, normalise=True, split="none").screen(
+            files[2:], index=tmp_path / "raw_index")
+    with pytest.raises(ForensicsError, match="built with --normalise"):
+        Screener(scorer, verify=False, progress=False, split="none").screen(files[2:], index=tmp_path / "normalised_index")
