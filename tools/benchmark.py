@@ -289,14 +289,14 @@ def screen(n="1000,10000,100000", dimension: int = 128, threshold: float = 1.0, 
 
 def screen_accuracy(folder: str, calibration_folder: str | None = None, model: str | None = None,
                     threshold: float = 1.0, neighbours: int = 2, write_calibration: str | None = None,
-                    turns: bool = True, normalise: bool = True):
+                    turns: bool = True, normalise: bool = False):
     """AP on real-case re-uses (tools/make_real_cases.py): Siamese, verifier, combined, pHash.
 
     --calibration_folder: fit the combined score there first (a validation folder);
     --write_calibration FILE saves the fit (keras_forensics/screening/calibration.json ships it).
     --noturns: Siamese distances of the panels as they are (screen --noturns).
-    --nonormalise: raw Siamese distances, not normalised against the model's background set
-    (screen --nonormalise).
+    --normalise: Siamese distances normalised against the model's background set, as
+    `screen --normalise` (off by default, as in the screen).
     """
     from screening_benchmarks import accuracy_benchmark
 

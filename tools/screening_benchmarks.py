@@ -260,7 +260,7 @@ def _pair_scores(folder, scorer, verifier, progress=True, turns=True, normalise=
 
 def accuracy_benchmark(folder, calibration_folder=None, model=None, threshold: float = 1.0, neighbours: int = 2,
                        write_calibration=None, progress: bool = True, turns: bool = True,
-                       normalise: bool = True) -> dict:
+                       normalise: bool = False) -> dict:
     """See the module docstring."""
     from keras_forensics.screening.model import load_scorer
     from keras_forensics.screening.pairs import search_pairs, verifies_every_pair
