@@ -37,7 +37,11 @@ def split_files(data: Path, split_json: Path, split: str) -> list[Path]:
     from keras_forensics.config import SHARED_MICROGRAPH_GROUPS
     from keras_forensics.datasets import regex_group
 
-    groups = set(json.loads(split_json.read_text())[split])
+    saved = json.loads(split_json.read_text())
+    if saved.get("split_by") == "patch":
+        raise SystemExit(f"{split_json}: a run split by patch (--split_by patch) has no held-out images; "
+                         "use a run split by group")
+    groups = set(saved[split])
     key = regex_group(SHARED_MICROGRAPH_GROUPS)
     chosen = {}
     for path in sorted(data.glob("*.png")):

@@ -215,7 +215,7 @@ def phash_bits(images, oriented: bool = True) -> np.ndarray:
     return bits if oriented else bits[:, 0]
 
 
-def _pair_scores(folder, scorer, verifier, progress=True, turns=True, normalise=True):
+def _pair_scores(folder, scorer, verifier, progress=True, turns=True, normalise=False):
     """Everything measured on one real-case folder, for all pairs i < j (upper triangle order).
 
     With `turns`, the Siamese distance is the screener's: the smallest over either panel's 8
@@ -939,10 +939,11 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
     return {
         "benchmark": "archive", "model": scorer.source, "metric": scorer.metric,
         "oriented": screener.oriented, "data": str(data), "split": split_note, "seed": seed,
-        "archive": (f"per N: up to {groups} test-split regions (at most 1/{PLANTED_SHARE} of the panels with "
-                    f"their copies), each as it is and re-used {copies}x with "
-                    "make_real_cases' OpenCV/Pillow edits, among distractors (other regions of the test "
-                    "images, then non-overlapping crops of other micrographs and of the embedded images)"),
+        "archive": (f"per N: up to {groups} {split}-split regions (at most 1/{PLANTED_SHARE} of the panels "
+                    f"with their copies), each as it is and re-used {copies}x with "
+                    f"make_real_cases' OpenCV/Pillow edits, among distractors (other regions of the {split} "
+                    "images, then non-overlapping crops of other micrographs"
+                    + (", never of a test image," if split != "test" else "") + " and of the embedded images)"),
         "ground_truth": "make_real_cases.pair_labels: same source, regions overlapping by >= 1/4 of the smaller",
         "recall_at_k": "share of re-used pairs with one panel among the other's k nearest",
         "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 1),

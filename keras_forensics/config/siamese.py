@@ -71,6 +71,10 @@ class SiameseTrainConfig:
     test_triplets: int = 1000
     patience: int = 0  # validation intervals without improvement before stopping; 0 = never
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # "group": whole field groups go to train, validation or test (no image is seen in two
+    # splits); "patch": the paper's protocol, each patch split at random, so one image gives
+    # train and test patches (to compare with the paper's 0.97 like with like)
+    split_by: str = "group"
     seed: int = 0
     strategy: str = "default"  # "default", "mirrored" or "multiworker"
     # "float32", or "mixed_bfloat16" (about 1.5x faster training on CPUs with AVX512-BF16/AMX and on
@@ -82,6 +86,12 @@ class SiameseTrainConfig:
     def __post_init__(self):
         if self.optimizer not in ("adam", "momentum"):
             raise ForensicsError(f"--optimizer must be 'adam' or 'momentum', got {self.optimizer!r}")
+        if self.split_by not in ("group", "patch"):
+            raise ForensicsError(f"--split_by must be 'group' or 'patch', got {self.split_by!r}")
+        if self.split_by == "patch" and tuple(self.patch_scales) != (1.0,):
+            # a shrunk copy of a test patch would be a training patch: more leakage than the paper had
+            raise ForensicsError("--split_by patch (the paper's protocol) takes native patches only: "
+                                 "leave --patch_scales at 1")
         check_strategy(self.strategy)
         if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
             raise ForensicsError(f"--precision must be float32, mixed_bfloat16 or mixed_float16, got {self.precision!r}")

@@ -40,11 +40,33 @@ class PatchSet:
 
     def subset(self, group_names) -> "PatchSet":
         """The patches of the named groups, renumbered."""
-        keep = [self.names.index(n) for n in group_names]
+        position = {name: number for number, name in enumerate(self.names)}
+        keep = [position[n] for n in group_names]
         mapping = np.full(self.num_groups, -1)
         mapping[keep] = np.arange(len(keep))
         mask = np.isin(self.groups, keep)
         return PatchSet(self.patches[mask], mapping[self.groups[mask]], list(group_names))
+
+    def take(self, indices) -> "PatchSet":
+        """The patches at `indices`, each keeping its group (renumbered over the groups present),
+        so a "different" patch is still drawn from another image or field."""
+        indices = np.asarray(indices, np.int64)
+        present, groups = np.unique(self.groups[indices], return_inverse=True)
+        return PatchSet(self.patches[indices], groups.astype(self.groups.dtype), [self.names[g] for g in present])
+
+    def split_patches(self, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[int]]:
+        """Patch indices assigned at random to train/validation/test, fixed by `seed`: the protocol
+        of Cicconet et al., whose non-overlapping 256 px patches were split at random, so one
+        image gives patches to train and test alike (`--split_by patch`; `take` makes the parts)."""
+        if len(self) < 3:
+            raise ForensicsError(f"need at least 3 patches to split into train/validation/test, got {len(self)}")
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_val = max(1, int(round(fractions[1] * len(self))))
+        n_test = max(1, int(round(fractions[2] * len(self))))
+        n_train = len(self) - n_val - n_test
+        parts = {"train": order[:n_train], "validation": order[n_train:n_train + n_val],
+                 "test": order[n_train + n_val:]}
+        return {name: sorted(int(i) for i in part) for name, part in parts.items()}
 
     def concatenate(self, other: "PatchSet") -> "PatchSet":
         return PatchSet(

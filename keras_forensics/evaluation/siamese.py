@@ -108,8 +108,12 @@ def synthetic_test(model_dir: Path, scorer, data=None, count: int = 2000, seed: 
         source = f"all of {data}"
     elif config_path and (model_dir / "split.json").exists():
         split = json.loads((model_dir / "split.json").read_text())
-        patchset = trainer.load_patches(config).subset(split["test"])
-        source = f"test split of {model_dir} ({len(split['test'])} source groups)"
+        if trainer.split_kind(split) == "patch" and scales and tuple(scales) != (1.0,):
+            raise ForensicsError("this run was split by patch (the paper's protocol, native patches only): "
+                                 "its test patches exist at scale 1 only; leave out --scales")
+        patchset = trainer.apply_split(trainer.load_patches(config), split, str(model_dir / "split.json"))["test"]
+        unit = "patches" if trainer.split_kind(split) == "patch" else "source groups"
+        source = f"test split of {model_dir} ({len(split['test'])} {unit})"
     else:
         raise ForensicsError("the synthetic test needs --data DIR, or a model_dir with config.json and split.json")
     triplets = fixed_triplets(patchset, config.deformation, count, seed=config.seed + seed)

@@ -168,6 +168,9 @@ class Screener:
         self.turns = bool(turns)
         self.progress = progress
         self.normalise = bool(normalise)
+        if self.normalise and scorer.background is None:
+            raise ForensicsError(f"--normalise: {scorer.source} ships no background set (a descriptor run's "
+                                 "background.npz, which tools/export.py copies into assets.extra/)")
         self._verifier = None
 
     @classmethod

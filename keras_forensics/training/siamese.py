@@ -60,11 +60,37 @@ def initial_weights(source) -> Path:
     return path
 
 
+#: The parts of a split.json.
+SPLIT_PARTS = ("train", "validation", "test")
+
+
+def split_kind(split: dict) -> str:
+    """"patch" for a split.json of `--split_by patch` (patch indices), else "group" (group names)."""
+    return "patch" if split.get("split_by") == "patch" else "group"
+
+
+def apply_split(patchset, split: dict, source: str = "split.json") -> dict:
+    """{part: PatchSet} of a split.json: whole groups by name, or (`--split_by patch`) patches by
+    index, each keeping its group so that negatives still come from other images."""
+    if split_kind(split) == "patch":
+        if split.get("patches") != len(patchset):
+            raise ForensicsError(f"{source} splits {split.get('patches')} patches by index, but these settings "
+                                 f"cut {len(patchset)}: use the run's own --data and patch settings")
+        return {part: patchset.take(split[part]) for part in SPLIT_PARTS}
+    unknown = sorted(set(sum((split[part] for part in SPLIT_PARTS), [])) - set(patchset.names))
+    if unknown:
+        raise ForensicsError(f"{source} names groups these images do not have (e.g. {unknown[0]!r}): "
+                             "use the run's own --data")
+    return {part: patchset.subset(split[part]) for part in SPLIT_PARTS}
+
+
 def split_patches(patchset, config: SiameseTrainConfig, model_dir) -> dict:
-    """Split by group (source image / field), fixed by the seed, written to split.json.
+    """Split by group (source image / field), fixed by the seed, written to split.json; with
+    `--split_by patch`, by patch (`PatchSet.split_patches`, the paper's protocol: split.json then
+    holds patch indices and `"split_by": "patch"`).
 
     A fine-tuning run (`--init_from` a run directory) takes over that run's split when it covers
-    the same groups, so its test groups stay unseen by both runs.
+    the same groups (or patches), so its test part stays unseen by both runs.
     """
     import json
 
@@ -74,17 +100,28 @@ def split_patches(patchset, config: SiameseTrainConfig, model_dir) -> dict:
         split = json.loads(path.read_text())
     elif config.init_from and inherited.is_file():
         split = json.loads(inherited.read_text())
-        if sorted(sum(split.values(), [])) != sorted(patchset.names):
+        if split_kind(split) != config.split_by:
+            raise ForensicsError(f"--init_from {config.init_from} was split by {split_kind(split)} and this run "
+                                 f"by {config.split_by}: give the same --split_by, or start from a .keras file")
+        covered = (split.get("patches") == len(patchset) if config.split_by == "patch"
+                   else sorted(sum((split[part] for part in SPLIT_PARTS), [])) == sorted(patchset.names))
+        if not covered:
             raise ForensicsError(
                 f"--init_from {config.init_from} was trained on other images (its split.json names "
-                "other groups), so its training images could be in this run's test split; "
-                "fine-tune on the same --data, or start from a .keras file"
+                "other groups or another patch count), so its training images could be in this run's "
+                "test split; fine-tune on the same --data, or start from a .keras file"
             )
+        save_split(split, path)
+    elif config.split_by == "patch":
+        split = {"split_by": "patch", "patches": len(patchset),
+                 **patchset.split_patches(config.split_fractions, seed=config.seed)}
         save_split(split, path)
     else:
         split = patchset.split(config.split_fractions, seed=config.seed)
         save_split(split, path)
-    return {name: patchset.subset(groups) for name, groups in split.items()}
+    if split_kind(split) != config.split_by:
+        raise ForensicsError(f"{path} was split by {split_kind(split)}; resume with --split_by {split_kind(split)}")
+    return apply_split(patchset, split, str(path))
 
 
 def _with_dummy_targets(batch):

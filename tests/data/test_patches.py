@@ -1,5 +1,6 @@
 """Datasets, the triplet pipeline, configs and the preview command."""
 
+import json
 import subprocess
 import sys
 
@@ -84,6 +85,37 @@ def test_split_is_by_group_and_fixed_by_seed():
     assert set(train.names) == set(split["train"]) and len(train) == 3 * len(split["train"])
     with pytest.raises(ForensicsError, match="at least 3"):
         small_patchset(num_groups=2).split()
+
+
+def test_split_by_patch_puts_patches_of_one_image_in_train_and_test(tmp_path):
+    """--split_by patch (the paper's protocol): patches are split at random, so one source image
+    gives train and test patches; each keeps its group (negatives still come from other images);
+    split.json holds the indices, and a run resumes or is evaluated only on the same patches."""
+    from keras_forensics.training.siamese import apply_split, split_patches
+
+    patchset = small_patchset(num_groups=4, per_group=10)
+    split = patchset.split_patches(seed=1)
+    assert split == patchset.split_patches(seed=1)
+    assert sorted(split["train"] + split["validation"] + split["test"]) == list(range(len(patchset)))
+    test = patchset.take(split["test"])
+    np.testing.assert_array_equal(test.patches, patchset.patches[split["test"]])
+    assert [test.names[g] for g in test.groups] == [patchset.names[g] for g in patchset.groups[split["test"]]]
+    train_sources = {patchset.names[g] for g in patchset.groups[split["train"]]}
+    assert train_sources & set(test.names)  # what the group split never allows
+
+    config = config_lib.replace(SiameseTrainConfig(), split_by="patch")
+    parts = split_patches(patchset, config, tmp_path)
+    saved = json.loads((tmp_path / "split.json").read_text())
+    assert saved["split_by"] == "patch" and saved["patches"] == len(patchset)
+    assert sum(len(part) for part in parts.values()) == len(patchset)
+    with pytest.raises(ForensicsError, match="cut"):
+        apply_split(small_patchset(num_groups=4, per_group=3), saved)
+    with pytest.raises(ForensicsError, match="resume with --split_by patch"):
+        split_patches(patchset, SiameseTrainConfig(), tmp_path)
+    with pytest.raises(ForensicsError, match="--split_by"):
+        config_lib.replace(SiameseTrainConfig(), split_by="image")
+    with pytest.raises(ForensicsError, match="native patches only"):
+        config_lib.replace(SiameseTrainConfig(), split_by="patch", patch_scales="1,0.5")
 
 
 def test_different_always_comes_from_another_group():
