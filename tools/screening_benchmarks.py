@@ -737,14 +737,18 @@ def _missed_reuses(result, rows, truth, row_of) -> dict:
         records[key] = record
     reasons: dict[str, int] = {}
     edits: dict[str, list[int]] = {}  # edit -> [re-uses, missed]
+    folders: dict[str, list[int]] = {}  # source folder -> [re-uses, missed]
     examples = []
     for key in sorted(truth):
         record = records.get(key)
         applied = {edit.rstrip("0123456789.") for row in key for edit in rows[row]["edits"].split("+") if edit}
         for edit in applied or {"none"}:
             edits.setdefault(edit, [0, 0])[0] += 1
+        folder = folders.setdefault(rows[key[0]]["source"].split("/")[0], [0, 0])
+        folder[0] += 1
         if record is not None and record.same:
             continue
+        folder[1] += 1
         if record is None:
             reason = "not shortlisted"
         elif record.inliers is None:
@@ -765,6 +769,7 @@ def _missed_reuses(result, rows, truth, row_of) -> dict:
                              "note": "" if record is None else record.note})
     return {"count": sum(reasons.values()), "reasons": reasons,
             "by_edit": {edit: {"reuses": n, "missed": m} for edit, (n, m) in sorted(edits.items())},
+            "by_source_folder": {name: {"reuses": n, "missed": m} for name, (n, m) in sorted(folders.items())},
             "examples": examples}
 
 
