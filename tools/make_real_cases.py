@@ -1,7 +1,7 @@
 """Build a folder of real-case panel re-uses from micrographs a Siamese model never saw.
 
     python tools/make_real_cases.py --out /tmp/real_cases_test [--split test] \
-        [--data ../shared/data/micrographs] [--split_json runs/siamese/shipped/split.json]
+        [--data ../shared/data/micrographs] [--split_json training_state/descriptor-shipped/split.json (default)]
 
 For every micrograph of the chosen split's field groups (split.json of the model's training run,
 so the model saw none of them; one file per field group, so two channels of one field never
@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MANIFEST_COLUMNS = ("file", "source", "x", "y", "width", "height", "edits")
+
+
+#: The shipped descriptor's (saved_models/siamese/2) split, kept in git (runs/ is not).
+DEFAULT_SPLIT = ROOT / "training_state" / "descriptor-shipped" / "split.json"
 
 
 def split_files(data: Path, split_json: Path, split: str) -> list[Path]:
@@ -151,7 +155,7 @@ def make(out, split: str = "test", data=None, split_json=None, originals: int = 
     from keras_forensics.data.io import read_image
 
     data = Path(data) if data else ROOT.parent / "shared" / "data" / "micrographs"
-    split_json = Path(split_json) if split_json else ROOT / "runs" / "siamese" / "shipped" / "split.json"
+    split_json = Path(split_json) if split_json else DEFAULT_SPLIT
     if not data.is_dir():
         raise SystemExit(f"{data}: no such folder (../shared/data is needed)")
     if not split_json.is_file():

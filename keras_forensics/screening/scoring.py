@@ -6,7 +6,8 @@
 (1 - distance) is the Siamese network's logit (p_same = sigmoid(1 - distance), Cicconet et al.),
 log(1 + inliers) the verifier's evidence, which grows slowly once a handful of inliers have made
 geometry certain, and coverage how much of the panel the inliers span (`verify.Verification`): a
-shared panel letter or scale bar gives a few inliers in a corner, a re-use gives them all over.
+shared panel letter or scale bar gives a few inliers in a corner, a re-use gives them all over
+(counted from COVERAGE_MIN_INLIERS inliers: the spread of 4 chance matches means nothing).
 The four numbers are a logistic regression fitted on a validation folder of known re-uses
 (`CombinedScore.fit`; `tools/benchmark.py screen-accuracy --calibration_folder` fits, reports and
 can write them). Every weight is kept >= 0, so more inliers, a wider spread or a smaller distance
@@ -34,12 +35,20 @@ CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 REUSE_SCORE = 0.5
 
 
+#: Coverage counts from this many inliers. A similarity is fixed by 2 matches, so 4 inliers (the
+#: verifier's minimum) are 2 beyond its sample: 4 blobs of two unrelated nuclei fields line up by
+#: chance, and their spread says nothing. No confirmed re-use of the validation archive or folder
+#: had fewer than 5 inliers.
+COVERAGE_MIN_INLIERS = 5
+
+
 def features(distance, inliers, coverage=None) -> np.ndarray:
     """[N, 3]: the Siamese logit (1 - distance, floored at -20), log(1 + inliers) and coverage
-    (0 where not given)."""
+    (0 where not given, and where fewer than COVERAGE_MIN_INLIERS inliers span it)."""
     distance = np.asarray(distance, np.float64)
     inliers = np.asarray(inliers, np.float64)
     coverage = np.zeros_like(distance) if coverage is None else np.asarray(coverage, np.float64)
+    coverage = np.where(inliers >= COVERAGE_MIN_INLIERS, coverage, 0.0)
     return np.stack([np.maximum(1.0 - distance, -20.0), np.log1p(np.maximum(inliers, 0.0)),
                      np.clip(coverage, 0.0, 1.0)], axis=-1)
 

@@ -182,17 +182,25 @@ def test_combined_score_calibration_and_average_precision():
     assert (average_precision(with_coverage(distance, inliers, coverage), labels)
             > average_precision(CombinedScore.fit(distance, inliers, labels)(distance, inliers), labels))
     assert CombinedScore.load().coverage_weight >= 0  # the shipped calibration reads back
+    # Coverage counts from COVERAGE_MIN_INLIERS inliers: 4 chance matches spread over a panel add nothing.
+    from keras_forensics.screening.scoring import COVERAGE_MIN_INLIERS
+
+    shipped = CombinedScore.load()
+    few = COVERAGE_MIN_INLIERS - 1
+    assert shipped([0.4], [few], [0.9])[0] == shipped([0.4], [few], [0.0])[0]
+    assert shipped([0.4], [COVERAGE_MIN_INLIERS], [0.9])[0] > shipped([0.4], [COVERAGE_MIN_INLIERS], [0.0])[0]
 
 
 def test_real_cases_folder_builder(tmp_path):
     """tools/make_real_cases.py labels pairs by overlapping source regions (skips without the data)."""
     from conftest import DATA, ROOT
 
-    split = ROOT / "runs" / "siamese" / "shipped" / "split.json"
-    if not (DATA / "micrographs").is_dir() or not split.is_file():
-        pytest.skip("needs ../shared/data and the shipped run's split.json")
     sys.path.insert(0, str(ROOT / "tools"))
     import make_real_cases
+
+    if not (DATA / "micrographs").is_dir():
+        pytest.skip("needs ../shared/data")
+    assert make_real_cases.DEFAULT_SPLIT.is_file()  # the shipped descriptor's split, kept in git
 
     summary = make_real_cases.make(tmp_path / "cases", split="test", originals=2, reuses=1, seed=3)
     rows = make_real_cases.read_manifest(tmp_path / "cases")
