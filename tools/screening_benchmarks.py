@@ -701,6 +701,10 @@ def archive_screen(screener, folder, rows, first, second, workspace) -> tuple[di
     def row_of(panel) -> int:
         return position[Path(panel.file).name]
 
+    def key_of(record) -> tuple[int, int]:  # a pair's manifest rows, as `truth` holds them
+        a, b = row_of(record.a), row_of(record.b)
+        return min(a, b), max(a, b)
+
     order = _rows_of(result.panels, rows)
     vectors = np.zeros((len(rows),) + result.vectors.shape[1:], result.vectors.dtype)
     vectors[order] = result.vectors
@@ -708,10 +712,10 @@ def archive_screen(screener, folder, rows, first, second, workspace) -> tuple[di
         vectors[row_of(twin.b)] = vectors[row_of(twin.a)]
     truth = set(zip(first.tolist(), second.tolist()))
     reported = [r for r in result if r.same]  # the screen's decision (report.SUSPECT_SCORE)
-    hits = sum((min(row_of(r.a), row_of(r.b)), max(row_of(r.a), row_of(r.b))) in truth for r in reported)
+    hits = sum(key_of(r) in truth for r in reported)
     verified = sum(r.inliers is not None for r in result)
     count = len(rows)
-    missed = _missed_reuses(result, rows, truth, row_of)
+    missed = _missed_reuses(result, rows, truth, key_of)
     return {
         "method": result.method, "neighbours": screener.neighbours, "threshold": screener.threshold,
         "verifies_every_pair": verifies_every_pair(count, screener.verify_all_max),
@@ -727,14 +731,11 @@ def archive_screen(screener, folder, rows, first, second, workspace) -> tuple[di
     }, vectors
 
 
-def _missed_reuses(result, rows, truth, row_of) -> dict:
+def _missed_reuses(result, rows, truth, key_of) -> dict:
     """Why each re-use the screen did not report was missed (not shortlisted; the verifier
     rejected its transform; found too few inliers; scored below the decision), and by which of
     make_real_cases' edits, so that the next fix goes where the losses are."""
-    records = {}
-    for record in result:
-        key = (min(row_of(record.a), row_of(record.b)), max(row_of(record.a), row_of(record.b)))
-        records[key] = record
+    records = {key_of(record): record for record in result}
     reasons: dict[str, int] = {}
     edits: dict[str, list[int]] = {}  # edit -> [re-uses, missed]
     folders: dict[str, list[int]] = {}  # source folder -> [re-uses, missed]
@@ -900,7 +901,8 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
 
             start = time.perf_counter()
             background = screener.background
-            offsets = None if background is None else background.offsets(vectors[:, 0] if vectors.ndim == 3 else vectors)
+            as_they_are = vectors[:, 0] if vectors.ndim == 3 else vectors
+            offsets = None if background is None else background.offsets(as_they_are)
             descriptor = retrieval_stats(vectors, scorer.metric, first, second, panel_offsets=offsets)
             descriptor["all_pairs_s"] = round(time.perf_counter() - start, 2)
             descriptor["distance"] = ("raw f (the screen's default)" if background is None
@@ -912,8 +914,8 @@ def archive_benchmark(sizes=(1000, 10000), model=None, split_json=None, seed: in
                 other = retrieval_stats(vectors, scorer.metric, first, second)
                 other["distance"] = "raw f"
             elif scorer.background is not None:
-                other = retrieval_stats(vectors, scorer.metric, first, second, panel_offsets=scorer.background.offsets(
-                    vectors[:, 0] if vectors.ndim == 3 else vectors))
+                other = retrieval_stats(vectors, scorer.metric, first, second,
+                                        panel_offsets=scorer.background.offsets(as_they_are))
                 other["distance"] = "normalised f_norm (screen --normalise)"
             start = time.perf_counter()
             hashes = phash_bits([np.asarray(Image.open(folder / "panels" / row["file"]).convert("L")) for row in rows])

@@ -60,12 +60,7 @@ class PatchSet:
         image gives patches to train and test alike (`--split_by patch`; `take` makes the parts)."""
         if len(self) < 3:
             raise ForensicsError(f"need at least 3 patches to split into train/validation/test, got {len(self)}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        n_val = max(1, int(round(fractions[1] * len(self))))
-        n_test = max(1, int(round(fractions[2] * len(self))))
-        n_train = len(self) - n_val - n_test
-        parts = {"train": order[:n_train], "validation": order[n_train:n_train + n_val],
-                 "test": order[n_train + n_val:]}
+        parts = _random_parts(len(self), fractions, seed)
         return {name: sorted(int(i) for i in part) for name, part in parts.items()}
 
     def concatenate(self, other: "PatchSet") -> "PatchSet":
@@ -85,16 +80,18 @@ class PatchSet:
                 f"need at least 3 distinct source images to split into train/validation/test, "
                 f"got {self.num_groups}"
             )
-        order = np.random.default_rng(seed).permutation(self.num_groups)
-        n_val = max(1, int(round(fractions[1] * self.num_groups)))
-        n_test = max(1, int(round(fractions[2] * self.num_groups)))
-        n_train = self.num_groups - n_val - n_test
-        names = [self.names[i] for i in order]
-        return {
-            "train": sorted(names[:n_train]),
-            "validation": sorted(names[n_train:n_train + n_val]),
-            "test": sorted(names[n_train + n_val:]),
-        }
+        parts = _random_parts(self.num_groups, fractions, seed)
+        return {name: sorted(self.names[i] for i in part) for name, part in parts.items()}
+
+
+def _random_parts(count: int, fractions, seed: int) -> dict[str, np.ndarray]:
+    """{train, validation, test}: a seeded permutation of range(count) cut by `fractions`, each
+    of validation and test holding at least one item (the rest is train)."""
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = max(1, int(round(fractions[1] * count)))
+    n_test = max(1, int(round(fractions[2] * count)))
+    n_train = count - n_val - n_test
+    return {"train": order[:n_train], "validation": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
 
 
 def save_split(split: dict, path) -> None:
